@@ -276,9 +276,13 @@ static const struct row idna_rows[] = {
      .domain = "b\xc3\xa4"
                "cher.example",
      .want = NONE},
-    {"bad utf-8 ref", .dns = L("xn--bcher-kva.example"), .domain = "b\xc3" "(cher.example",
+    {"bad utf-8 ref", .dns = L("xn--bcher-kva.example"),
+     .domain = "b\xc3"
+               "(cher.example",
      .want = NONE},
-    {"overlong utf-8 ref", .dns = L("xn--bcher-kva.example"), .domain = "b\xc0\xaf" "cher.example",
+    {"overlong utf-8 ref", .dns = L("xn--bcher-kva.example"),
+     .domain = "b\xc0\xaf"
+               "cher.example",
      .want = NONE},
     {"u-label with underscore", .dns = L("xn--b_cher-kva.example"),
      .domain = "b\xc3\xbc_cher.example", .want = NONE},
@@ -442,7 +446,8 @@ test_domain_valid(void **state)
         "a_b.example",
         "ab--c.example",
         "b\xc3(.example",
-        "\xc0\xaf" ".example",
+        "\xc0\xaf"
+        ".example",
         "\xed\xa0\x80.example",
         "\xf4\x90\x80\x80.example",
         "b\xc3\xbc"
