@@ -216,6 +216,7 @@ void
 dns_cache_store(struct dns_cache *c, struct dns_cache_entry *e, struct dns_ans_ref *ans,
                 uint64_t now)
 {
+    dns_ans_ref_hold(ans);
     dns_ans_ref_release(e->ans);
     e->ans = ans;
     e->state = DNS_ENTRY_DONE;

@@ -58,7 +58,7 @@ void dns_cache_free(struct dns_cache *c);
 struct dns_cache_entry *dns_cache_get(struct dns_cache *c, const char *name, uint16_t type);
 /* Adds a NEW entry (name already canonical), evicting idle entries past the bound. */
 struct dns_cache_entry *dns_cache_add(struct dns_cache *c, const char *name, uint16_t type);
-/* Marks e DONE with ans (ownership moves), fresh for the clamped TTL if cacheable. */
+/* Marks e DONE with ans (the entry takes a reference), fresh for the clamped TTL if cacheable. */
 void dns_cache_store(struct dns_cache *c, struct dns_cache_entry *e, struct dns_ans_ref *ans,
                      uint64_t now);
 bool dns_cache_fresh(const struct dns_cache_entry *e, uint64_t now);

@@ -41,7 +41,8 @@ struct dns_targets_request {
     struct dns_request *srv_q[2];
     bool srv_done[2];
     struct dns_answer srv_ans[2]; /* copies: answers live only during their callback */
-    struct target_work *work;     /* out->ntargets of them */
+    struct target_work *work;     /* nwork of them */
+    size_t nwork;
     size_t pending;               /* targets not finished */
 };
 
@@ -75,7 +76,7 @@ request_free(struct dns_targets_request *req)
         dns_answer_clear(&req->srv_ans[i]);
     }
     if (req->work != NULL) {
-        for (size_t i = 0; i < req->out->ntargets; i++) {
+        for (size_t i = 0; i < req->nwork; i++) {
             dns_request_cancel(req->work[i].aaaa_q);
             dns_request_cancel(req->work[i].a_q);
             dns_request_cancel(req->work[i].tlsa_q);
@@ -264,6 +265,7 @@ targets_start(struct dns_targets_request *req, const struct dns_srv_pick *picks,
         return;
     }
     out->ntargets = n;
+    req->nwork = n;
     for (size_t i = 0; i < n; i++) {
         struct dns_target *t = &out->targets[i];
         struct target_work *w = &req->work[i];
