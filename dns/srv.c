@@ -152,11 +152,17 @@ dns_srv_plan(const struct dns_answer *xmpps, const struct dns_answer *xmpp, uint
         return DNS_SRV_FAIL;
     }
     if (ks == SET_RECORDS || kp == SET_RECORDS) {
+        /* Order everything, then keep the first max: the bound must not drop one service's
+         * best records because the other came first. */
+        struct dns_srv_pick all[2 * DNS_MAX_RECORDS];
+        size_t nall = 0;
         if (ks == SET_RECORDS)
-            add_picks(xmpps, DNS_TLS_DIRECT, picks, max, npicks);
+            add_picks(xmpps, DNS_TLS_DIRECT, all, DNS_MAX_RECORDS, &nall);
         if (kp == SET_RECORDS)
-            add_picks(xmpp, DNS_TLS_STARTTLS, picks, max, npicks);
-        dns_srv_order(picks, *npicks, rng);
+            add_picks(xmpp, DNS_TLS_STARTTLS, all, 2 * DNS_MAX_RECORDS, &nall);
+        dns_srv_order(all, nall, rng);
+        *npicks = nall < max ? nall : max;
+        memcpy(picks, all, *npicks * sizeof(*picks));
         return DNS_SRV_TARGETS;
     }
     if (ks == SET_EMPTY && kp == SET_EMPTY)
