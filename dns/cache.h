@@ -43,8 +43,11 @@ struct dns_cache_entry {
     uint64_t expires;
     struct dns_ans_ref *ans; /* DONE only */
     /* The front end's, while PENDING: */
-    void *owner;         /* the resolver */
-    void *bq;            /* backend query */
+    void *owner; /* the resolver */
+    void *bq;    /* backend query */
+    bool queued; /* waiting for a free in-flight slot (on the resolver's queue) */
+    bool sent;   /* handed to the backend */
+    TAILQ_ENTRY(dns_cache_entry) qlink;
     struct event *timer; /* lookup timeout */
     TAILQ_HEAD(, dns_request) waiters;
     size_t nwaiters;

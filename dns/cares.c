@@ -22,7 +22,8 @@
 
 #include <sys/queue.h>
 
-#define CARES_TRIES 2
+#define CARES_TRIES  3
+#define CARES_RCVBUF (1024 * 1024)
 
 struct sock_watch {
     TAILQ_ENTRY(sock_watch) link;
@@ -150,15 +151,19 @@ cares_create(struct event_base *base, const struct dns_options *opts, char *err,
     memset(&ao, 0, sizeof(ao));
     ao.sock_state_cb = sock_state;
     ao.sock_state_cb_data = be;
-    /* c-ares doubles the wait at each round: T + 2T = the front end's timeout. */
-    ao.timeout = (int)(opts->timeout * 1000 / 3);
+    /* c-ares doubles the wait at each round: T + 2T + 4T = the front end's timeout, so a
+     * lost datagram is sent again well before the lookup gives up. */
+    ao.timeout = (int)(opts->timeout * 1000 / 7);
     if (ao.timeout < 100)
         ao.timeout = 100;
     ao.tries = CARES_TRIES;
     ao.flags = ARES_FLAG_EDNS; /* TLSA and SRV sets exceed 512 bytes; TCP after TC */
     ao.ednspsz = 1232;
+    /* A burst of answers (a restart, a pool refilling) overflows the default 208 KiB
+     * socket buffer on loopback and every lost datagram costs a retransmission. */
+    ao.socket_receive_buffer_size = CARES_RCVBUF;
     mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS |
-           ARES_OPT_EDNSPSZ;
+           ARES_OPT_EDNSPSZ | ARES_OPT_SOCK_RCVBUF;
     r = ares_init_options(&be->channel, &ao, mask);
     if (r != ARES_SUCCESS) {
         snprintf(err, errlen, "c-ares init: %s", ares_strerror(r));

@@ -24,10 +24,11 @@
          (var) = (tvar))
 #endif
 
-#define DEFAULT_TIMEOUT     5
-#define DEFAULT_MAX_TTL     86400
-#define DEFAULT_NEG_TTL     60
-#define DEFAULT_MAX_ENTRIES 65536
+#define DEFAULT_TIMEOUT       5
+#define DEFAULT_MAX_TTL       86400
+#define DEFAULT_NEG_TTL       60
+#define DEFAULT_MAX_ENTRIES   65536
+#define DEFAULT_MAX_IN_FLIGHT 256
 
 enum request_state {
     REQ_WAITING, /* on its entry's waiters */
@@ -54,6 +55,10 @@ struct dns_resolver {
     struct dns_cache *cache;
     struct request_list ready;
     struct event *ready_ev;
+    /* Entries waiting for an in-flight slot: a burst of lookups must not become a burst
+     * of datagrams that overflows a socket buffer and costs retransmissions. */
+    TAILQ_HEAD(, dns_cache_entry) queue;
+    bool draining;
     uint64_t rng;
     struct dns_stats stats;
 };
@@ -168,6 +173,8 @@ request_make_ready(struct dns_resolver *res, struct dns_request *req, struct dns
     event_active(res->ready_ev, 0, 0);
 }
 
+static void queue_run(struct dns_resolver *res);
+
 /* The query for e has ended: cache the answer and queue it for every waiter. */
 static void
 entry_complete(struct dns_resolver *res, struct dns_cache_entry *e, struct dns_ans_ref *ans)
@@ -179,8 +186,16 @@ entry_complete(struct dns_resolver *res, struct dns_cache_entry *e, struct dns_a
         event_free(e->timer);
         e->timer = NULL;
     }
-    assert(res->stats.in_flight > 0);
-    res->stats.in_flight--;
+    if (e->queued) {
+        TAILQ_REMOVE(&res->queue, e, qlink);
+        e->queued = false;
+        res->stats.queued--;
+    }
+    if (e->sent) {
+        assert(res->stats.in_flight > 0);
+        res->stats.in_flight--;
+        e->sent = false;
+    }
     dns_log(&res->opts, 3, "dns answer name=%s type=%u status=%s sec=%s ttl=%u n=%zu%s%s", e->name,
             e->type, dns_status_str(ans->a.status), dns_sec_str(ans->a.sec), ans->a.ttl, ans->a.n,
             ans->a.why[0] ? " why=" : "", ans->a.why);
@@ -190,6 +205,7 @@ entry_complete(struct dns_resolver *res, struct dns_cache_entry *e, struct dns_a
         e->nwaiters--;
         request_make_ready(res, req, ans);
     }
+    queue_run(res);
 }
 
 /* An answer that is only a failure, with no packet. */
@@ -265,20 +281,13 @@ entry_timeout_cb(evutil_socket_t fd, short what, void *arg)
     dns_ans_ref_release(ans);
 }
 
-/* Starts the query for an entry with no answer or a stale one. */
-static int
-entry_start(struct dns_resolver *res, struct dns_cache_entry *e)
+/* Hands e's query to the backend. */
+static void
+entry_send(struct dns_resolver *res, struct dns_cache_entry *e)
 {
-    struct timeval tv = {.tv_sec = res->opts.timeout, .tv_usec = 0};
     void *h;
 
-    e->owner = res;
-    e->timer = evtimer_new(res->base, entry_timeout_cb, e);
-    if (e->timer == NULL)
-        return -1;
-    evtimer_add(e->timer, &tv);
-    e->state = DNS_ENTRY_PENDING;
-    e->bq = NULL;
+    e->sent = true;
     res->stats.queries_sent++;
     res->stats.in_flight++;
     if (res->stats.in_flight > res->stats.max_in_flight)
@@ -287,12 +296,55 @@ entry_start(struct dns_resolver *res, struct dns_cache_entry *e)
             res->ops->name);
     h = res->ops->query(res->be, e->name, e->type, backend_done, e);
     if (e->state != DNS_ENTRY_PENDING)
-        return 0; /* answered (or failed) inside the call: waiters are ready */
+        return; /* answered (or failed) inside the call: waiters are ready */
     if (h == NULL) {
         backend_done(&(struct dns_backend_result){.status = DNS_ERROR, .why = "query failed"}, e);
-        return 0;
+        return;
     }
     e->bq = h;
+}
+
+/*
+ * Sends queued queries while slots are free. A query that fails inside the backend call
+ * completes at once and comes back here: the flag turns that into one more turn of this
+ * loop instead of a recursion as deep as the queue.
+ */
+static void
+queue_run(struct dns_resolver *res)
+{
+    struct dns_cache_entry *e;
+
+    if (res->draining)
+        return;
+    res->draining = true;
+    while (res->stats.in_flight < res->opts.max_in_flight &&
+           (e = TAILQ_FIRST(&res->queue)) != NULL) {
+        TAILQ_REMOVE(&res->queue, e, qlink);
+        e->queued = false;
+        res->stats.queued--;
+        entry_send(res, e);
+    }
+    res->draining = false;
+}
+
+/* Starts the lookup for an entry with no answer or a stale one: the timeout runs from
+ * now, whether the query goes out at once or waits for a slot. */
+static int
+entry_start(struct dns_resolver *res, struct dns_cache_entry *e)
+{
+    struct timeval tv = {.tv_sec = res->opts.timeout, .tv_usec = 0};
+
+    e->owner = res;
+    e->timer = evtimer_new(res->base, entry_timeout_cb, e);
+    if (e->timer == NULL)
+        return -1;
+    evtimer_add(e->timer, &tv);
+    e->state = DNS_ENTRY_PENDING;
+    e->bq = NULL;
+    e->queued = true;
+    TAILQ_INSERT_TAIL(&res->queue, e, qlink);
+    res->stats.queued++;
+    queue_run(res);
     return 0;
 }
 
@@ -418,11 +470,14 @@ dns_resolver_new_ops(struct event_base *base, const struct dns_options *opts,
         res->opts.negative_ttl = DEFAULT_NEG_TTL;
     if (res->opts.cache_max_entries == 0)
         res->opts.cache_max_entries = DEFAULT_MAX_ENTRIES;
+    if (res->opts.max_in_flight == 0)
+        res->opts.max_in_flight = DEFAULT_MAX_IN_FLIGHT;
     if (res->opts.clock == NULL)
         res->opts.clock = monotonic_seconds;
     res->rng = res->opts.rng_seed != 0 ? res->opts.rng_seed : dns_rng_seed();
     res->ops = ops;
     TAILQ_INIT(&res->ready);
+    TAILQ_INIT(&res->queue);
     res->cache = dns_cache_new(res->opts.cache_max_entries, res->opts.cache_min_ttl,
                                res->opts.cache_max_ttl);
     res->ready_ev = event_new(base, -1, 0, ready_run, res);
@@ -459,6 +514,10 @@ entry_abandon(struct dns_cache_entry *e, void *arg)
     if (e->bq != NULL) {
         res->ops->cancel(res->be, e->bq);
         e->bq = NULL;
+    }
+    if (e->queued) {
+        TAILQ_REMOVE(&res->queue, e, qlink);
+        e->queued = false;
     }
     if (e->timer != NULL) {
         event_free(e->timer);

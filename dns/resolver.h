@@ -93,6 +93,7 @@ struct dns_options {
     uint32_t cache_max_ttl;   /* seconds; 0: 86400 */
     uint32_t negative_ttl;    /* NXDOMAIN/NODATA without an SOA; 0: 60 (then clamped) */
     size_t cache_max_entries; /* 0: 65536 */
+    size_t max_in_flight;     /* backend queries outstanding at once, more wait; 0: 256 */
     uint64_t rng_seed;        /* weighted SRV choice; 0: random */
     dns_clock_fn clock;       /* NULL: CLOCK_MONOTONIC */
     void *clock_arg;
@@ -161,6 +162,7 @@ struct dns_stats {
     uint64_t cache_hits;   /* lookups answered from a fresh cache entry */
     uint64_t merged;       /* lookups that joined a query already in flight */
     uint64_t in_flight;    /* backend queries now outstanding */
+    uint64_t queued;       /* lookups waiting for an in-flight slot */
     uint64_t max_in_flight;
     uint64_t entries; /* cache entries */
 };

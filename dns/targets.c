@@ -43,7 +43,7 @@ struct dns_targets_request {
     struct dns_answer srv_ans[2]; /* copies: answers live only during their callback */
     struct target_work *work;     /* nwork of them */
     size_t nwork;
-    size_t pending;               /* targets not finished */
+    size_t pending; /* targets not finished */
 };
 
 static void

@@ -167,6 +167,8 @@ fake_clock(void *arg)
     return clock_now;
 }
 
+static size_t opt_max_in_flight;
+
 static struct dns_resolver *
 make(uint32_t min_ttl, uint32_t max_ttl, size_t max_entries, unsigned int timeout)
 {
@@ -177,6 +179,7 @@ make(uint32_t min_ttl, uint32_t max_ttl, size_t max_entries, unsigned int timeou
         .cache_max_ttl = max_ttl,
         .negative_ttl = 20,
         .cache_max_entries = max_entries,
+        .max_in_flight = opt_max_in_flight,
         .rng_seed = 1,
         .clock = fake_clock,
     };
@@ -192,6 +195,7 @@ setup(void **state)
 {
     (void)state;
     memset(&fake, 0, sizeof(fake));
+    opt_max_in_flight = 0;
     clock_now = 1000;
     base = event_base_new();
     res = make(0, 86400, 1000, 30);
@@ -497,6 +501,51 @@ test_eviction_bound(void **state)
     assert_int_equal(fake.nq, 11);
 }
 
+static void
+test_in_flight_bound(void **state)
+{
+    struct box b = {0};
+    char name[32];
+
+    (void)state;
+    dns_resolver_free(res);
+    opt_max_in_flight = 2;
+    res = make(0, 86400, 1000, 1);
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "q%d.test", i);
+        assert_non_null(dns_query(res, name, DNS_TYPE_A, box_cb, &b));
+    }
+    assert_int_equal(fake.nq, 2); /* the rest wait for a slot */
+    assert_int_equal(stats().queued, 3);
+    fake_answer_a(0, 300, 0);
+    assert_int_equal(fake.nq, 3); /* a slot freed: the next goes out, in order */
+    assert_string_equal(fake.q[2].name, "q2.test");
+    /* A failure inside the backend call frees its slot at once: the queue drains. */
+    fake.sync_servfail = true;
+    fake_answer_a(1, 300, 1);
+    assert_int_equal(fake.nq, 5);
+    assert_int_equal(stats().queued, 0);
+    assert_int_equal(stats().max_in_flight, 2);
+    run_pending();
+    assert_int_equal(b.calls, 4);
+    /* Waiting in the queue counts against the timeout too. */
+    fake.sync_servfail = false;
+    for (int i = 5; i < 9; i++) {
+        snprintf(name, sizeof(name), "q%d.test", i);
+        dns_query(res, name, DNS_TYPE_A, box_cb, &b);
+    }
+    assert_int_equal(stats().queued, 3); /* q2 still holds a slot */
+    for (int i = 0; i < 30 && b.calls < 9; i++) {
+        struct timeval tv = {0, 100000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(b.calls, 9);
+    assert_int_equal(b.status, DNS_TIMEOUT);
+    assert_int_equal(stats().queued, 0);
+    assert_int_equal(stats().in_flight, 0);
+}
+
 /* ---- the targets walk over the double ---- */
 
 struct tbox {
@@ -671,6 +720,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_and_free_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_flight_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_targets_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_targets_fallback_and_noservice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_targets_cancel, setup, teardown),

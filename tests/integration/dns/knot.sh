@@ -129,7 +129,7 @@ knot_start() {
     knotd -c "$KNOT_DIR/knot.conf" >"$KNOT_DIR/knotd.out" 2>&1 &
     KNOT_PID=$!
     local i
-    for i in $(seq 1 100); do
+    for i in $(seq 1 300); do
         if dig +short +time=1 +tries=1 -p "$KNOT_PORT" @127.0.0.1 SOA sec.test. 2>/dev/null | grep -q hostmaster &&
             dig +short +time=1 +tries=1 -p "$KNOT_PORT" @127.0.0.1 SOA test. 2>/dev/null | grep -q hostmaster &&
             dig +short +time=1 +tries=1 -p "$KNOT_PORT" @127.0.0.1 SOA bogus.test. 2>/dev/null | grep -q hostmaster &&
