@@ -355,6 +355,9 @@ dns_query(struct dns_resolver *res, const char *name, uint16_t type, dns_answer_
     struct dns_cache_entry *e;
     struct dns_request *req;
 
+    if (type != DNS_TYPE_A && type != DNS_TYPE_AAAA && type != DNS_TYPE_SRV &&
+        type != DNS_TYPE_TLSA)
+        return NULL;
     if (dns_name_normalize(name, canon, sizeof(canon)) == -1)
         return NULL;
     req = calloc(1, sizeof(*req));

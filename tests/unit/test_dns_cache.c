@@ -469,6 +469,7 @@ test_invalid_and_free_pending(void **state)
     (void)state;
     assert_null(dns_query(res, "bad..name", DNS_TYPE_A, box_cb, &b));
     assert_null(dns_query(res, "", DNS_TYPE_A, box_cb, &b));
+    assert_null(dns_query(res, "ok.test", 16 /* TXT: not ours to parse */, box_cb, &b));
     dns_query(res, "pending.test", DNS_TYPE_A, box_cb, &b);
     dns_query(res, "other.test", DNS_TYPE_A, box_cb, &b);
     fake_answer_a(1, 300, 1); /* a ready request, undelivered */
