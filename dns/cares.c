@@ -105,7 +105,8 @@ sock_state(void *data, ares_socket_t fd, int readable, int writable)
     if (what == 0) {
         if (w != NULL) {
             TAILQ_REMOVE(&be->socks, w, link);
-            event_free(w->ev);
+            if (w->ev != NULL)
+                event_free(w->ev);
             free(w);
         }
         return;
@@ -117,9 +118,9 @@ sock_state(void *data, ares_socket_t fd, int readable, int writable)
         w->be = be;
         w->fd = fd;
         TAILQ_INSERT_TAIL(&be->socks, w, link);
-    } else if (w->what == what) {
+    } else if (w->what == what && w->ev != NULL) {
         return;
-    } else {
+    } else if (w->ev != NULL) {
         event_free(w->ev);
     }
     w->what = what;
@@ -217,7 +218,8 @@ cares_destroy(void *arg)
     ares_destroy(be->channel);
     TAILQ_FOREACH_SAFE(w, &be->socks, link, tmp)
     {
-        event_free(w->ev);
+        if (w->ev != NULL)
+            event_free(w->ev);
         free(w);
     }
     event_free(be->timer);

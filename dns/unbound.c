@@ -5,6 +5,7 @@
  * result->secure and result->bogus (RFC 4035 §4.3); the raw answer packet goes to the
  * shared parser like c-ares' does.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,15 @@ configure(struct unbound *be, const struct dns_options *opts, char *err, size_t 
         }
     }
     if (opts->trust_anchor_file != NULL && opts->trust_anchor_file[0] != '\0') {
+        /* libunbound reads the file only at the first query: check it now, at start-up,
+         * where the operator sees the error. */
+        FILE *fp = fopen(opts->trust_anchor_file, "r");
+        if (fp == NULL) {
+            snprintf(err, errlen, "unbound trust anchor %s: %s", opts->trust_anchor_file,
+                     strerror(errno));
+            return -1;
+        }
+        fclose(fp);
         r = ub_ctx_add_ta_file(be->ctx, opts->trust_anchor_file);
         if (r != 0) {
             snprintf(err, errlen, "unbound trust anchor %s: %s", opts->trust_anchor_file,
