@@ -10,12 +10,21 @@
  * - Results are always delivered from the event loop, never inside the call that asked
  *   (even when the answer is cached).
  * - A request handle stays valid until its callback has run or it is cancelled; cancelling
- *   guarantees the callback will not run. Do not cancel a handle from its own callback.
+ *   guarantees the callback will not run. Do not cancel a handle from its own callback,
+ *   and do not free the resolver from any of its callbacks.
+ * - Concurrent lookups of one (name, type) share one query; at most max_in_flight queries
+ *   are outstanding, the rest wait in order (their timeout already running).
  * - Every answer carries a TTL and a DNSSEC status; failures are distinct outcomes.
  * - Everything an answer controls is bounded (records taken, name lengths, addresses).
  *
  * This library includes nothing from s2s/: the daemon hands it a plain dns_options and
  * may give it a log callback.
+ *
+ * libunbound notes (seen with 1.17 against Knot 3.2): forwarding (ub_ctx_set_fwd) to an
+ * authoritative server that answers AA without RA works, validation included (DS asked
+ * of the parent zone on the same server). libunbound answers special-use names such as
+ * .test itself: give it {"local-zone:", "test. transparent"} to ask the server instead.
+ * It reads the trust anchor file at the first query; dns_resolver_new checks it exists.
  */
 #ifndef DNS_RESOLVER_H
 #define DNS_RESOLVER_H
