@@ -78,12 +78,13 @@ timer_fired(evutil_socket_t fd, short what, void *arg)
 static void
 timer_update(struct cares *be)
 {
-    struct timeval max = {60, 0}, tv, *t;
+    struct timeval tv, *t;
 
     if (be->destroying)
         return;
-    t = ares_timeout(be->channel, &max, &tv);
-    if (t == NULL || TAILQ_EMPTY(&be->socks)) {
+    /* With no maximum, ares_timeout says NULL when no query is pending. */
+    t = ares_timeout(be->channel, NULL, &tv);
+    if (t == NULL) {
         evtimer_del(be->timer);
         return;
     }
