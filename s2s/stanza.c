@@ -408,6 +408,22 @@ stanza_text_append(struct stanza *st, struct stanza_elem *e, const char *s, size
         if (t->data + t->cap == st->p && (size_t)(st->end - st->p) >= need - t->cap) {
             st->p += need - t->cap;
             t->cap = need;
+        } else if (t->data + t->cap == st->p && st->blocks != NULL &&
+                   t->data == align_up((char *)(st->blocks + 1))) {
+            /* A big text alone in the newest block: realloc it (glibc remaps large
+             * blocks without copying), keeping memory within ~2x the text. */
+            size_t cap = t->cap * 2 > need ? t->cap * 2 : need;
+            size_t old = (size_t)(st->end - (char *)st->blocks);
+            size_t bsize = sizeof(struct arena_block) + ALIGN + cap;
+            struct arena_block *nb = realloc(st->blocks, bsize);
+            if (nb == NULL)
+                return -1;
+            st->blocks = nb;
+            st->mem_bytes += bsize - old;
+            t->data = align_up((char *)(nb + 1));
+            t->cap = need;
+            st->p = t->data + need;
+            st->end = (char *)nb + bsize;
         } else {
             size_t cap = t->cap * 2 > need ? t->cap * 2 : need;
             char *d = stanza_alloc(st, cap);
