@@ -188,7 +188,7 @@ stream_start(struct xmlstream *xs, const XML_Char *name, const XML_Char **atts)
     const char *sep = strchr(name, NS_SEP);
     unsigned n;
 
-    if (XML_GetCurrentByteCount(xs->parser) > (int)xs->lim.max_header_bytes) {
+    if ((size_t)XML_GetCurrentByteCount(xs->parser) > xs->lim.max_header_bytes) {
         stream_fail(xs, XMPP_STREAM_ERR_POLICY_VIOLATION, "stream header exceeds %zu bytes",
                     xs->lim.max_header_bytes);
         return;
