@@ -10,6 +10,7 @@
  * are acted on after XML_Parse() returns. Expat may still call a handler after a stop
  * (e.g. the end of an empty element), so each handler first checks xs->stopped.
  */
+#include <assert.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -575,6 +576,7 @@ xmlstream_feed(struct xmlstream *xs, const void *data, size_t len)
 {
     ssize_t ret;
 
+    assert(!xs->in_feed); /* not re-entrant: callbacks must not feed */
     if (xs->state == XS_FAILED || xs->err != -1)
         return -1;
     if (xs->state == XS_CLOSED || len == 0)
@@ -591,10 +593,8 @@ xmlstream_feed(struct xmlstream *xs, const void *data, size_t len)
     if (xs->state == XS_CLOSED)
         ret = (ssize_t)len;
     xs->in_feed = false;
-    if (xs->free_pending) {
-        xs->in_feed = false;
+    if (xs->free_pending)
         xmlstream_free(xs);
-    }
     return ret;
 }
 

@@ -167,7 +167,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((size_t)used > n)
             abort();
         if (used == 0)
-            break; /* a reset always follows an element that ended in this chunk */
+            break;           /* a reset always follows an element that ended in this chunk */
         off += (size_t)used; /* after a reset, the rest goes to the new stream */
     }
     xmlstream_free(c.xs);
