@@ -220,6 +220,14 @@ xml_chars_valid(const unsigned char *s, size_t len)
     return true;
 }
 
+/* XML-NAMES §3: no prefix, default included, may be bound to the xmlns namespace. */
+static bool
+ns_valid(const char *ns)
+{
+    return strcmp(ns, "http://www.w3.org/2000/xmlns/") != 0 &&
+           xml_chars_valid((const unsigned char *)ns, strlen(ns));
+}
+
 static bool
 name_valid(const char *name)
 {
@@ -294,7 +302,7 @@ elem_add(struct stanza *st, struct stanza_elem *parent, const char *ns, const ch
         ins = parent != NULL ? parent->ns : empty_string;
     else if (parent != NULL && stanza_ns_eq(ns, parent->ns))
         ins = parent->ns;
-    else if (!xml_chars_valid((const unsigned char *)ns, strlen(ns)))
+    else if (!ns_valid(ns))
         return NULL;
     else
         ins = stanza_ns_intern(st, ns, strlen(ns));
@@ -368,7 +376,7 @@ stanza_elem_set_attr(struct stanza *st, struct stanza_elem *e, const char *ns, c
     a = &e->attrs[e->nattrs];
     a->ns = NULL;
     if (ns != NULL) {
-        if (!xml_chars_valid((const unsigned char *)ns, strlen(ns)))
+        if (!ns_valid(ns))
             return -1;
         if ((a->ns = stanza_ns_intern(st, ns, strlen(ns))) == NULL)
             return -1;
@@ -831,6 +839,8 @@ ser_elem(struct ser *s, const struct stanza_elem *e, const char *dflt, bool db_d
         prefix = "stream", plen = 6;
     else if (stanza_ns_eq(ns, STANZA_NS_DIALBACK))
         prefix = "db", plen = 2;
+    else if (stanza_ns_eq(ns, STANZA_NS_XML))
+        prefix = "xml", plen = 3; /* always bound; may not be declared (XML-NAMES §3) */
 
     wr_putc(w, '<');
     if (prefix != NULL) {

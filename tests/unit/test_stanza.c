@@ -365,6 +365,28 @@ test_stream_and_dialback_prefixes(void **state)
 }
 
 static void
+test_reserved_namespaces(void **state)
+{
+    (void)state;
+    /* Elements in the XML namespace keep the xml: prefix: a default declaration of that
+     * namespace is forbidden (XML-NAMES §3), the parser would refuse our output. */
+    struct stanza *st = parse("<message><xml:foo xml:lang='en'/><stream:bar/></message>");
+    struct stanza *back;
+    char *s;
+
+    assert_ser(st, STANZA_NS_SERVER, "<message><xml:foo xml:lang='en'/><stream:bar/></message>");
+    s = ser(st, STANZA_NS_SERVER);
+    back = parse(s);
+    assert_true(elem_equal(st, stanza_root(st), back, stanza_root(back)));
+    free(s);
+    stanza_free(back);
+    assert_null(stanza_elem_add(st, stanza_root(st), "http://www.w3.org/2000/xmlns/", "x"));
+    assert_int_equal(
+        stanza_elem_set_attr(st, stanza_root(st), "http://www.w3.org/2000/xmlns/", "x", "1"), -1);
+    stanza_free(st);
+}
+
+static void
 test_namespaced_attribute(void **state)
 {
     (void)state;
@@ -585,6 +607,7 @@ main(void)
         cmocka_unit_test(test_rehome_component_to_server),
         cmocka_unit_test(test_foreign_top_level_not_rehomed),
         cmocka_unit_test(test_stream_and_dialback_prefixes),
+        cmocka_unit_test(test_reserved_namespaces),
         cmocka_unit_test(test_namespaced_attribute),
         cmocka_unit_test(test_parse_serialize_parse),
         cmocka_unit_test(test_big_text),
