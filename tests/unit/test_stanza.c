@@ -406,26 +406,26 @@ test_namespaced_attribute(void **state)
 }
 
 static const char *const round_trip_corpus[] = {
-    "<message from='juliet@example.com/balcony' to='romeo@example.net' type='chat' id='k1' "
-    "xml:lang='en'><body>Wherefore art thou, Romeo?</body><thread>e0ffe42b28561960c6b12b944a0"
-    "92794b9683a38</thread><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
-    "<presence from='juliet@example.com/balcony' to='romeo@example.net'><show>away</show>"
-    "<status xml:lang='en'>Be right back</status><priority>0</priority>"
-    "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='http://psi-im.org' "
-    "ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/><x xmlns='vcard-temp:x:update'><photo>01b87fcd030b72"
-    "895ff8e88db57ec525450f000d</photo></x></presence>",
-    "<iq type='result' id='v1' from='a@remote.example' to='b@example.org/r'>"
-    "<vCard xmlns='vcard-temp'><FN>Peter Saint-Andre</FN><N><FAMILY>Saint-Andre</FAMILY>"
-    "<GIVEN>Peter</GIVEN></N><NICKNAME>stpeter</NICKNAME><URL>http://www.xmpp.org/xsf/"
-    "people/stpeter.shtml</URL><DESC>More information &amp; so on &lt;here&gt;</DESC></vCard>"
-    "</iq>",
-    "<message to='x@example.org'><html xmlns='http://jabber.org/protocol/xhtml-im'>"
-    "<body xmlns='http://www.w3.org/1999/xhtml'><p>Hello <b>bold</b> and <i>it</i>!</p>"
-    "</body></html><body>Gr\xc3\xbc\xc3\x9f"
-    "e \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80</body>"
-    "</message>",
-    "<iq type='set' id='r'><query xmlns='jabber:iq:roster'>\n  <item jid='a@b' name='A &amp; B'"
-    " subscription='both'>\n    <group>Friends</group>\n  </item>\n</query></iq>",
+    ("<message from='juliet@example.com/balcony' to='romeo@example.net' type='chat' id='k1' "
+     "xml:lang='en'><body>Wherefore art thou, Romeo?</body><thread>e0ffe42b28561960c6b12b944a0"
+     "92794b9683a38</thread><active xmlns='http://jabber.org/protocol/chatstates'/></message>"),
+    ("<presence from='juliet@example.com/balcony' to='romeo@example.net'><show>away</show>"
+     "<status xml:lang='en'>Be right back</status><priority>0</priority>"
+     "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='http://psi-im.org' "
+     "ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/><x xmlns='vcard-temp:x:update'><photo>01b87fcd030b72"
+     "895ff8e88db57ec525450f000d</photo></x></presence>"),
+    ("<iq type='result' id='v1' from='a@remote.example' to='b@example.org/r'>"
+     "<vCard xmlns='vcard-temp'><FN>Peter Saint-Andre</FN><N><FAMILY>Saint-Andre</FAMILY>"
+     "<GIVEN>Peter</GIVEN></N><NICKNAME>stpeter</NICKNAME><URL>http://www.xmpp.org/xsf/"
+     "people/stpeter.shtml</URL><DESC>More information &amp; so on &lt;here&gt;</DESC></vCard>"
+     "</iq>"),
+    ("<message to='x@example.org'><html xmlns='http://jabber.org/protocol/xhtml-im'>"
+     "<body xmlns='http://www.w3.org/1999/xhtml'><p>Hello <b>bold</b> and <i>it</i>!</p>"
+     "</body></html><body>Gr\xc3\xbc\xc3\x9f"
+     "e \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80</body>"
+     "</message>"),
+    ("<iq type='set' id='r'><query xmlns='jabber:iq:roster'>\n  <item jid='a@b' name='A &amp; B'"
+     " subscription='both'>\n    <group>Friends</group>\n  </item>\n</query></iq>"),
     "<message><body><![CDATA[<not markup> & ]]></body><e xmlns=''>no namespace</e></message>",
 };
 

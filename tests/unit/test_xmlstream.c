@@ -841,14 +841,14 @@ test_write_error(void **state)
 static const char *split_streams[] = {
     ejabberd_stream,
     prosody_stream,
-    "<stream:stream " NS_DECLS " to='x' xml:lang='ja'>"
-    "<message to='a@b' xml:lang='ja'><body>\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e "
-    "Gr\xc3\xbc\xc3\x9f"
-    "e \xf0\x9f\x98\x80\xf0\x9f\x98\x80</body><subject>&#x1F600;&#233;&lt;&gt;&apos;&quot;"
-    "</subject></message>"
-    "<iq type='set' id='r'><query xmlns='jabber:iq:roster'>\n <item jid='\xc3\xa9@b'>"
-    "<group>G\xc3\xbc</group></item>\n</query></iq><db:verify from='a' to='b' id='1'>k"
-    "</db:verify>",
+    ("<stream:stream " NS_DECLS " to='x' xml:lang='ja'>"
+     "<message to='a@b' xml:lang='ja'><body>\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e "
+     "Gr\xc3\xbc\xc3\x9f"
+     "e \xf0\x9f\x98\x80\xf0\x9f\x98\x80</body><subject>&#x1F600;&#233;&lt;&gt;&apos;&quot;"
+     "</subject></message>"
+     "<iq type='set' id='r'><query xmlns='jabber:iq:roster'>\n <item jid='\xc3\xa9@b'>"
+     "<group>G\xc3\xbc</group></item>\n</query></iq><db:verify from='a' to='b' id='1'>k"
+     "</db:verify>"),
     /* ends in errors: where they are found must not depend on the split either */
     HDR "<message><body>a</body></message><!-- nope -->",
     HDR "<message><body>a</body></message><message>\xe6\x97</message>",
