@@ -199,6 +199,24 @@ class Knot:
         res = P.run(argv, timeout=5, check=False)
         return [l for l in res.stdout.splitlines() if l and not l.startswith(";")]
 
+    def validate(self, name, rtype="A"):
+        """DNSSEC status of an answer as a validating resolver sees it (delv with
+        our trust anchor): 'secure', 'insecure', 'bogus' or 'failed'."""
+        ta = self.trust_anchor.split()
+        conf = os.path.join(self.dir, "delv-anchor.conf")
+        with open(conf, "w") as f:
+            f.write(f'trust-anchors {{ {ta[0]} static-ds {ta[2]} {ta[3]} {ta[4]} "{ta[5]}"; }};\n')
+        res = P.run(["delv", f"@{self.ip}", "-p", str(self.port), "-a", conf,
+                     f"+root={self.top.name}", fqdn(name), rtype], timeout=10, check=False)
+        out = res.stdout + res.stderr
+        if "; fully validated" in out:
+            return "secure"
+        if "; unsigned answer" in out:
+            return "insecure"
+        if "broken trust chain" in out or "no valid" in out:
+            return "bogus"
+        return "failed"
+
     def serial(self, zone_name):
         answer = self.query(zone_name, "SOA")
         return int(answer[0].split()[2]) if answer else None

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""Proves the integration harness with no s2sproxy: native Prosody federation.
+
+World: Knot serves a DNSSEC-signed ``test.`` (trust anchor given to Prosody's
+libunbound) with A, SRV and TLSA for a.test and b.test, and child zones
+delegated securely, insecurely and bogusly.  Three Prosody instances:
+
+- a.test on 127.0.0.2 and b.test on 127.0.0.3: certificates from the test CA,
+  s2s_secure_auth, DANE on;
+- c.test on 127.0.0.4: a certificate for ``wrong.test`` (no TLSA), so it can
+  only authenticate by dialback; b.test lists it in s2s_insecure_domains.
+
+Cases: the CA and DNS tools behave; messages cross a→b and b→a (first message
+on a new s2s link and a second one timed: the native baseline the proxy will
+be compared with); the admin shell shows TLS + certificate auth (SASL
+EXTERNAL); a message to an NXDOMAIN domain bounces with
+remote-server-not-found; presence subscription, ping and disco across s2s;
+c.test reaches b.test by dialback.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+
+from s2stest import ca as C  # noqa: E402
+from s2stest import clients as X  # noqa: E402
+from s2stest import knot as K  # noqa: E402
+from s2stest import procs as P  # noqa: E402
+from s2stest import prosody as PR  # noqa: E402
+from s2stest.runner import Runner  # noqa: E402
+
+PW = "secret"
+USERS = {"a": {"alice@a.test": PW}, "b": {"bob@b.test": PW}, "c": {"carol@c.test": PW}}
+
+
+class World:
+    """Everything the cases share, built once."""
+
+    def __init__(self, procs, scratch):
+        self.ca = C.CA(scratch.sub("ca"))
+        self.rogue = C.CA(scratch.sub("rogue"), "untrusted CA")
+        self.knot = K.Knot(procs, scratch)
+        self.knot.add_zone("test.")
+        for child, ds in (("sec", "secure"), ("ins", "none"), ("bog", "bogus")):
+            self.knot.add_zone(f"{child}.test.", ds=ds)
+            self.knot.a(f"{child}.test", "127.0.0.9")
+        leaf = {d: self.ca.issue(d, dns=[d, "*." + d], xmppaddr=[d],
+                                 srvname=["_xmpp-server." + d]) for d in ("a.test", "b.test")}
+        wrong = self.ca.issue("wrong.test")
+        common = dict(ca_file=self.ca.cert, knot=self.knot, use_dane=True)
+        self.a = PR.Prosody(procs, scratch, "a", "127.0.0.2", {"a.test": leaf["a.test"]},
+                            users=USERS["a"], **common)
+        self.b = PR.Prosody(procs, scratch, "b", "127.0.0.3", {"b.test": leaf["b.test"]},
+                            users=USERS["b"], insecure_domains=["c.test"], **common)
+        self.c = PR.Prosody(procs, scratch, "c", "127.0.0.4", {"c.test": wrong},
+                            users=USERS["c"], secure_auth=False, ca_file=self.ca.cert,
+                            knot=self.knot)
+        self.a.publish(self.knot)
+        self.b.publish(self.knot)
+        self.c.publish(self.knot, tlsa=False)
+        self.knot.start()
+        for server in (self.a, self.b, self.c):
+            server.start()
+
+    async def user(self, server, local):
+        jid = f"{local}@{next(iter(server.hosts))}"
+        return await X.login(jid, PW, server.ip, server.c2s_port, self.ca.cert)
+
+
+def case_ca(w):
+    leaf = w.ca.issue("x.test", dns=["*.x.test"])
+    ok, out = C.verify(w.ca.cert, leaf.cert, "foo.x.test")
+    assert ok, out
+    ok, out = C.verify(w.ca.cert, w.ca.issue("old.test", expired=True).cert)
+    assert not ok and "expired" in out, out
+    ok, out = C.verify(w.ca.cert, w.rogue.issue("a.test", basename="rogue-a").cert)
+    assert not ok and "local issuer" in out, out
+
+
+def case_dns(w):
+    k = w.knot
+    srv = k.query("_xmpp-server._tcp.a.test", "SRV")
+    assert srv == [f"0 0 {w.a.s2s_port} a.test."], srv
+    assert k.query(f"_{w.a.s2s_port}._tcp.a.test", "TLSA")
+    got = {n: k.validate(n) for n in ("a.test", "sec.test", "ins.test", "bog.test")}
+    want = {"a.test": "secure", "sec.test": "secure", "ins.test": "insecure",
+            "bog.test": "bogus"}
+    assert got == want, got
+    assert k.query("nonexistent.test", "A") == []
+
+
+def case_a_to_b(w, r):
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        first = await X.deliver(alice, bob, "first a->b")
+        second = await X.deliver(alice, bob, "second a->b")
+        await X.close_all(alice, bob)
+        return first, second
+    first, second = X.run(scenario(), timeout=20)
+    r.note(f"native baseline a->b: first message on new s2s link {first * 1000:.1f} ms, "
+           f"second {second * 1000:.2f} ms")
+
+
+def case_b_to_a(w, r):
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        times = [await X.deliver(bob, alice, f"b->a {i}") for i in range(2)]
+        await X.close_all(alice, bob)
+        return times
+    times = X.run(scenario(), timeout=20)
+    r.note("b->a: " + ", ".join(f"{t * 1000:.2f} ms" for t in times))
+
+
+def _secure_cert_stream(rows, remote, where):
+    rows = [s for s in rows if s["remote"] == remote]
+    assert rows, f"{where}: no s2s stream with {remote}"
+    for s in rows:
+        assert s["secure"].startswith("TLSv1."), (where, s)
+        if s["dir"] in ("-->", "<->"):
+            assert s["s2s_sasl"] == "Succeeded" and s["cert"] == "Valid", (where, s)
+        assert s["dialback"] == "Not used", (where, s)
+
+
+def case_s2s_state(w):
+    _secure_cert_stream(w.a.s2s_sessions(), "b.test", "a.test")
+    _secure_cert_stream(w.b.s2s_sessions(), "a.test", "b.test")
+
+
+def case_nxdomain(w):
+    async def scenario():
+        alice = await w.user(w.a, "alice")
+        alice.send_chat("nobody@nonexistent.test", "into the void")
+        condition, _ = await alice.expect_error(timeout=10)
+        await alice.close()
+        return condition
+    condition = X.run(scenario(), timeout=20)
+    assert condition == "remote-server-not-found", condition
+
+
+def case_presence_iq(w):
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        alice.subscribe("bob@b.test")
+        await alice.expect_presence("subscribed", sender="bob@b.test")
+        await alice.ping("b.test")
+        _, features = await alice.disco_info("b.test")
+        assert "urn:xmpp:ping" in features, features
+        await X.close_all(alice, bob)
+    X.run(scenario(), timeout=20)
+
+
+def case_dialback(w):
+    async def scenario():
+        bob, carol = await w.user(w.b, "bob"), await w.user(w.c, "carol")
+        await X.deliver(carol, bob, "c->b by dialback")
+        await X.close_all(bob, carol)
+    X.run(scenario(), timeout=20)
+    rows = [s for s in w.b.s2s_sessions() if s["remote"] == "c.test" and s["dir"] == "<--"]
+    assert rows and all(s["dialback"] == "Completed" for s in rows), w.b.s2s_sessions()
+    assert all(s["s2s_sasl"] != "Succeeded" for s in rows), rows
+
+
+def main():
+    r = Runner()
+    with P.Scratch("harness_native") as scratch, P.Procs(scratch) as procs:
+        try:
+            w = World(procs, scratch)
+        except Exception as exc:
+            scratch.failed()
+            r.fail("setup", f"{type(exc).__name__}: {exc}")
+            return r.finish()
+        r.case("ca_certificates", case_ca, w)
+        r.case("dns_srv_tlsa_dnssec", case_dns, w)
+        r.case("message_a_to_b", case_a_to_b, w, r)
+        r.case("message_b_to_a", case_b_to_a, w, r)
+        r.case("s2s_tls_cert_auth", case_s2s_state, w)
+        r.case("nxdomain_bounce", case_nxdomain, w)
+        r.case("presence_ping_disco", case_presence_iq, w)
+        r.case("dialback_insecure_domain", case_dialback, w)
+        for case in ("check_alive",):
+            r.case(case, procs.check)
+        if r.failed:
+            scratch.failed()
+        return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
