@@ -97,6 +97,9 @@ class Client(slixmpp.ClientXMPP):
             await asyncio.wait_for(done, timeout)
         except asyncio.TimeoutError:
             raise XmppTimeout(f"{self.boundjid}: no session within {timeout}s") from None
+        # Prosody sends subscription requests only to resources that fetched
+        # the roster ("interested" resources, RFC 6121 section 2.2).
+        await self.get_roster(timeout=timeout)
         self.send_presence()
         # A ping to our own server returns after it has processed the presence.
         await self.ping(self.boundjid.host, timeout)

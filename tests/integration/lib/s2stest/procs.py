@@ -168,19 +168,27 @@ class Procs:
 
     def stop(self, proc, timeout=5.0):
         """SIGTERM the process by PID, wait (bounded), then SIGKILL. Returns its status."""
-        proc.stopping = True
-        if proc.alive():
-            _signal(proc.pid, signal.SIGTERM)
+        self.stop_all([proc], timeout)
+        return proc.returncode()
+
+    def stop_all(self, procs, timeout=5.0):
+        """Stop several processes by PID: SIGTERM to all at once (their graceful
+        shutdowns overlap), one shared bounded wait, SIGKILL for stragglers."""
+        for proc in procs:
+            proc.stopping = True
+            if proc.alive():
+                _signal(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
             try:
-                proc.popen.wait(timeout)
+                proc.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 print(f"# {proc.name} (pid {proc.pid}) ignored SIGTERM, killing",
                       file=sys.stderr)
                 _signal(proc.pid, signal.SIGKILL)
                 proc.popen.wait(timeout)
-        if proc in self.procs:
-            self.procs.remove(proc)
-        return proc.returncode()
+            if proc in self.procs:
+                self.procs.remove(proc)
 
     def check(self):
         """Raise ProcessDied if any registered process exited unexpectedly."""
@@ -196,8 +204,7 @@ class Procs:
         dead = self.died()
         for proc in dead:
             print(f"# process died unexpectedly:\n{proc.describe()}", file=sys.stderr)
-        for proc in reversed(list(self.procs)):
-            self.stop(proc)
+        self.stop_all(list(reversed(self.procs)))
         return dead
 
     def __enter__(self):
