@@ -167,6 +167,55 @@ class Client(slixmpp.ClientXMPP):
         return info["identities"], info["features"]
 
 
+class Component(slixmpp.ComponentXMPP):
+    """An external component (XEP-0114) that keeps every message it receives;
+    stands in for the proxy's local link when testing the Prosody side."""
+
+    def __init__(self, jid, secret):
+        super().__init__(jid, secret)
+        self.received = []
+        self._changed = asyncio.Condition()
+        self.add_event_handler("message", self._keep)
+
+    def _keep(self, msg):
+        msg.arrived = time.monotonic()
+        self.received.append(msg)
+        asyncio.ensure_future(self._notify())
+
+    _notify = Client._notify
+
+    async def login(self, ip, port, timeout=10.0):
+        """Connect and complete the handshake (SHA-1 of stream id + secret)."""
+        done = asyncio.get_running_loop().create_future()
+        self.add_event_handler("session_start",
+                               lambda _: done.done() or done.set_result(True))
+        self.add_event_handler("disconnected", lambda _: done.done() or done.set_exception(
+            AssertionError(f"component {self.boundjid}: disconnected")))
+        self.connect(ip, port)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            raise XmppTimeout(f"component {self.boundjid}: no handshake in {timeout}s") from None
+        return self
+
+    async def expect_message(self, body=None, timeout=10.0):
+        """The next message received (with this body)."""
+        async def find():
+            async with self._changed:
+                while True:
+                    for msg in self.received:
+                        if body is None or msg["body"] == body:
+                            self.received.remove(msg)
+                            return msg
+                    await self._changed.wait()
+        try:
+            return await asyncio.wait_for(find(), timeout)
+        except asyncio.TimeoutError:
+            raise XmppTimeout(f"component {self.boundjid}: no message {body!r}") from None
+
+    close = Client.close
+
+
 def iq_error_condition(exc):
     """The condition name of an IqError (e.g. 'remote-server-not-found')."""
     if isinstance(exc, IqError):
