@@ -22,6 +22,7 @@ import os
 import re
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 from s2stest import ca as C  # noqa: E402
@@ -68,6 +69,22 @@ class World:
     async def user(self, server, local):
         jid = f"{local}@{next(iter(server.hosts))}"
         return await X.login(jid, PW, server.ip, server.c2s_port, self.ca.cert)
+
+
+def case_procs(procs):
+    """The registry sees a process die (with its stderr) and SIGKILLs a
+    process that ignores SIGTERM, within the bounded wait."""
+    dying = procs.start("dying", ["sh", "-c", "echo boom >&2; exit 3"])
+    try:
+        P.wait_port("127.0.0.1", P.free_port(), timeout=5, procs=[dying])
+        raise AssertionError("wait_port ignored a dead process")
+    except P.ProcessDied as exc:
+        assert "boom" in str(exc) and "exit status 3" in str(exc), exc
+    procs.stop(dying)
+    stubborn = procs.start("stubborn", ["sh", "-c", "trap '' TERM; echo up; exec sleep 60"])
+    P.wait_log(stubborn.stdout_path, "^up$", timeout=5, procs=[stubborn])
+    status = procs.stop(stubborn, timeout=0.3)
+    assert status == -9, status
 
 
 def case_ca(w):
@@ -199,6 +216,7 @@ def main():
             scratch.failed()
             r.fail("setup", f"{type(exc).__name__}: {exc}")
             return r.finish()
+        r.case("harness_procs", case_procs, procs)
         r.case("ca_certificates", case_ca, w)
         r.case("dns_srv_tlsa_dnssec", case_dns, w)
         r.case("message_a_to_b", case_a_to_b, w, r)

@@ -107,6 +107,14 @@ class CA:
         der = _openssl("x509", "-in", self.cert, "-outform", "DER")
         return hashlib.sha256(der).hexdigest()
 
+    def _unused_base(self, stem):
+        """A file stem in the CA directory no earlier leaf used (name, name-2, ...)."""
+        base, n = os.path.join(self.dir, stem), 1
+        while os.path.exists(base + ".crt"):
+            n += 1
+            base = os.path.join(self.dir, f"{stem}-{n}")
+        return base
+
     def issue(self, name, dns=None, xmppaddr=(), srvname=(), days=365,
               not_before=None, not_after=None, expired=False, basename=None):
         """Issue a leaf for CN=``name`` and return a Leaf.
@@ -117,7 +125,7 @@ class CA:
         ``expired=True`` makes a certificate valid from 30 days ago to yesterday;
         ``not_before``/``not_after`` (datetime) set the validity exactly.
         """
-        base = os.path.join(self.dir, basename or name.replace("*", "_wild"))
+        base = self._unused_base(basename or name.replace("*", "_wild"))
         key, csr, cert, chain = (base + ext for ext in (".key", ".csr", ".crt", ".chain.pem"))
         _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                  "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}",

@@ -132,15 +132,33 @@ class Proc:
             raise ProcessDied(self.describe())
 
 
-def setpriv_argv(user, argv):
-    """argv run as ``user`` (its uid, gid and groups) through setpriv(1)."""
-    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"] + list(argv)
+def setpriv_argv(user, argv, pdeathsig=None):
+    """argv run through setpriv(1): as ``user`` (uid, gid, groups) if given,
+    with a parent-death signal if given (set after the uid change, so it holds)."""
+    pre = ["setpriv"]
+    if user:
+        pre += [f"--reuid={user}", f"--regid={user}", "--init-groups"]
+    if pdeathsig:
+        pre.append(f"--pdeathsig={pdeathsig}")
+    return pre + ["--"] + list(argv)
+
+
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM (e.g. a CTest timeout) unwinds the test so every ``with`` cleans up."""
+    raise SystemExit(128 + signum)
 
 
 class Procs:
     """Registry of processes started by a test; stops them all by PID at the end.
 
     ``with Procs(scratch) as procs: p = procs.start("knot", [...])``.
+
+    Safety nets for a test that dies before its cleanup: every process is
+    started through ``setpriv --pdeathsig=KILL`` (the kernel kills it when the
+    thread that started it exits, so start processes from the main thread),
+    and inside the ``with`` block SIGTERM raises SystemExit so cleanup runs.
+    Processes get their own session: a Ctrl-C in a terminal reaches the test,
+    which then stops them in order.
     """
 
     def __init__(self, scratch):
@@ -153,8 +171,7 @@ class Procs:
         ``extra_logs`` are log files the process writes itself, shown with its
         output when it dies unexpectedly.
         """
-        if user:
-            argv = setpriv_argv(user, argv)
+        argv = setpriv_argv(user, argv, pdeathsig="KILL")
         logdir = self.scratch.sub("logs")
         out_path = os.path.join(logdir, f"{name}.stdout")
         err_path = os.path.join(logdir, f"{name}.stderr")
@@ -208,9 +225,11 @@ class Procs:
         return dead
 
     def __enter__(self):
+        self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        signal.signal(signal.SIGTERM, self._old_sigterm)
         dead = self.close()
         if dead:
             self.scratch.failed()

@@ -74,7 +74,14 @@ class Prosody:
     ``ca_file``: CA bundle used to verify peers.  ``knot``: a started knot.Knot
     (its address, port and trust anchor configure libunbound).
     ``users``: {jid: password} for accounts (``user@domain``).
-    s2s options map one to one onto Prosody's.  ``extra_global``/``extra_host``
+    s2s options map one to one onto Prosody's: ``secure_auth`` →
+    s2s_secure_auth, ``require_encryption`` → s2s_require_encryption,
+    ``insecure_domains``/``secure_domains`` → s2s_(in)secure_domains,
+    ``use_dane``; ``dialback=False`` leaves mod_dialback out; ``direct_tls``
+    opens an s2s direct TLS port (XEP-0368).  ``components``: Component list
+    (served on ``component_port``).  ``modules``, ``modules_disabled`` (e.g.
+    ``["s2s"]`` behind the proxy) and ``plugin_paths`` (e.g. contrib/) as in
+    Prosody.  ``extra_global``/``extra_host``
     are raw config text appended globally / inside every VirtualHost.
     """
 
@@ -82,7 +89,8 @@ class Prosody:
                  users=None, secure_auth=True, require_encryption=True,
                  dialback=True, insecure_domains=(), secure_domains=(),
                  use_dane=False, direct_tls=False, components=(),
-                 modules=(), modules_disabled=(), extra_global="", extra_host=""):
+                 modules=(), modules_disabled=(), plugin_paths=(), ipv6=False,
+                 extra_global="", extra_host=""):
         self.procs = procs
         self.name = name
         self.ip = ip
@@ -97,6 +105,8 @@ class Prosody:
         self.components = list(components)
         self.modules = list(modules)
         self.modules_disabled = list(modules_disabled)
+        self.plugin_paths = list(plugin_paths)
+        self.ipv6 = ipv6
         self.extra_global = extra_global
         self.extra_host = extra_host
         self.dir = scratch.sub("prosody-" + name)
@@ -136,7 +146,7 @@ class Prosody:
             "storage": "internal",
             "certificates": self.certs,
             "network_settings": {"nagle": False},
-            "use_ipv6": False,
+            "use_ipv6": self.ipv6,
             "c2s_require_encryption": True,
             "s2s_secure_auth": self.s2s["secure_auth"],
             "s2s_require_encryption": self.s2s["require_encryption"],
@@ -145,6 +155,8 @@ class Prosody:
             "use_dane": self.s2s["use_dane"],
             "ssl": {"cafile": self.ca_file},
         }
+        if self.plugin_paths:
+            g["plugin_paths"] = self.plugin_paths
         if self.s2s_tls_port:
             g["s2s_direct_tls_ports"] = [self.s2s_tls_port]
             g["s2s_direct_tls_interfaces"] = [self.ip]
