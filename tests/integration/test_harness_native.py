@@ -190,7 +190,7 @@ def case_dialback(w):
     inbound = [s for s in rows if s["cert"] == "Invalid" and s["s2s_sasl"] == ""]
     assert inbound, rows
     # b.test's stream to c.test used c.test's direct TLS port (_xmpps-server, XEP-0368).
-    w.b.wait_log(rf"Results for _xmpps-server\._tcp\.c\.test IN SRV: 1 items", since=mark,
+    w.b.wait_log(r"Results for _xmpps-server\._tcp\.c\.test IN SRV: 1 items", since=mark,
                  timeout=1)
     w.b.wait_log(rf"Connected \(FD \d+ \({re.escape(w.c.ip)}, {w.c.s2s_tls_port},",
                  since=mark, timeout=1)

@@ -91,12 +91,17 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("session_start", ok)
         self.add_event_handler("failed_auth", lambda e: fail("authentication"))
         self.add_event_handler("connection_failed", lambda e: fail(f"connection: {e}"))
+        self.add_event_handler("ssl_invalid_chain", lambda e: fail(f"TLS: {e}"))
         self.add_event_handler("disconnected", lambda e: fail("disconnected"))
         self.connect(address=(ip, port))
         try:
             await asyncio.wait_for(done, timeout)
         except asyncio.TimeoutError:
+            self.abort()
             raise XmppTimeout(f"{self.boundjid}: no session within {timeout}s") from None
+        except AssertionError:
+            self.abort()
+            raise
         # Prosody sends subscription requests only to resources that fetched
         # the roster ("interested" resources, RFC 6121 section 2.2).
         await self.get_roster(timeout=timeout)

@@ -24,7 +24,6 @@ serial, so the next query sees the change.
 
 import os
 import re
-import socket
 
 from . import procs as P
 

@@ -217,7 +217,7 @@ class Procs:
         return [p for p in self.procs if not p.stopping and not p.alive()]
 
     def close(self):
-        """Stop every process, newest first; report the ones that had died."""
+        """Stop every process (all at once, by PID); report the ones that had died."""
         dead = self.died()
         for proc in dead:
             print(f"# process died unexpectedly:\n{proc.describe()}", file=sys.stderr)
