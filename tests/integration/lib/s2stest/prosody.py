@@ -289,6 +289,15 @@ class Prosody:
         return rows
 
 
+    def close_s2s(self, local, remote, timeout=10.0):
+        """Close every s2s stream between local and remote (both directions,
+        ``s2s:close``) and wait until this Prosody lists none."""
+        self.shell(f"s2s:close({lua(local)}, {lua(remote)})")
+        self.shell(f"s2s:close({lua(remote)}, {lua(local)})")
+        P.wait_until(lambda: not self.s2s_sessions(remote), timeout,
+                     f"{self.name}: s2s streams with {remote} gone", procs=[self.proc])
+
+
 def _chown_tree(path, user):
     pw = pwd.getpwnam(user)
     for root, dirs, files in os.walk(path):
