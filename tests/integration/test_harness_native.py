@@ -15,7 +15,8 @@ on a new s2s link and a second one timed: the native baseline the proxy will
 be compared with); the admin shell shows TLS + certificate auth (SASL
 EXTERNAL); a message to an NXDOMAIN domain bounces with
 remote-server-not-found; presence subscription, ping and disco across s2s;
-c.test reaches b.test by dialback.
+c.test reaches b.test by dialback (over c.test's direct TLS port); a component
+(XEP-0114) receives a user's message; a restarted peer is reached again.
 """
 
 import asyncio
@@ -45,8 +46,9 @@ class World:
         self.rogue = C.CA(scratch.sub("rogue"), "untrusted CA")
         self.knot = K.Knot(procs, scratch)
         self.knot.add_zone("test.")
-        for child, ds in (("sec", "secure"), ("ins", "none"), ("bog", "bogus")):
-            self.knot.add_zone(f"{child}.test.", ds=ds)
+        for child, ds, signed in (("sec", "secure", True), ("ins", "none", True),
+                                  ("bog", "bogus", True), ("uns", "secure", False)):
+            self.knot.add_zone(f"{child}.test.", ds=ds, signed=signed)
             self.knot.a(f"{child}.test", "127.0.0.9")
         leaf = {d: self.ca.issue(d, dns=[d, "*." + d], xmppaddr=[d],
                                  srvname=["_xmpp-server." + d]) for d in ("a.test", "b.test")}
@@ -103,9 +105,9 @@ def case_dns(w):
     srv = k.query("_xmpp-server._tcp.a.test", "SRV")
     assert srv == [f"0 0 {w.a.s2s_port} a.test."], srv
     assert k.query(f"_{w.a.s2s_port}._tcp.a.test", "TLSA")
-    got = {n: k.validate(n) for n in ("a.test", "sec.test", "ins.test", "bog.test")}
     want = {"a.test": "secure", "sec.test": "secure", "ins.test": "insecure",
-            "bog.test": "bogus"}
+            "bog.test": "bogus", "uns.test": "insecure"}
+    got = {n: k.validate(n) for n in want}
     assert got == want, got
     assert k.query("nonexistent.test", "A") == []
 
@@ -202,6 +204,17 @@ def case_dialback(w):
                  since=mark, timeout=1)
 
 
+def case_restart(w):
+    """After b.test restarts, a.test builds a new link and delivers again."""
+    w.b.restart()
+
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        await X.deliver(alice, bob, "after restart")
+        await X.close_all(alice, bob)
+    X.run(scenario(), timeout=20)
+
+
 def case_component(w):
     async def scenario():
         comp = await X.Component("proxy.a.test", "s3").login(w.a.ip, w.a.component_port)
@@ -232,6 +245,7 @@ def main():
         r.case("presence_ping_disco", case_presence_iq, w)
         r.case("dialback_insecure_domain", case_dialback, w)
         r.case("component_link", case_component, w)
+        r.case("peer_restart", case_restart, w)
         r.case("all_processes_alive", procs.check)
         if r.failed:
             scratch.failed()
