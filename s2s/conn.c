@@ -463,12 +463,14 @@ conn_read_tls(struct conn *c)
 static void
 conn_read_ready(struct conn *c)
 {
+    size_t before;
     int r;
 
     if (c->state != CS_OPEN || !conn_read_wanted(c))
         return;
+    before = evbuffer_get_length(c->in);
     r = c->ssl ? conn_read_tls(c) : conn_read_plain(c);
-    if (evbuffer_get_length(c->in) > 0 && r != 0) {
+    if (evbuffer_get_length(c->in) > before) {
         conn_idle_arm(c);
         if (!conn_deliver(c))
             return;

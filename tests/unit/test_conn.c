@@ -135,11 +135,18 @@ peer_cbs(struct peer *p)
     return cbs;
 }
 
+/* Peers of the running test, so a failed test's teardown can still free them. */
+static struct peer slots[2]; /* a test's peers live here, not on its stack */
+static struct peer *live[2048];
+static size_t nlive;
+
 static void
 peer_init(struct peer *p)
 {
     memset(p, 0, sizeof(*p));
     p->got = evbuffer_new();
+    assert_true(nlive < sizeof(live) / sizeof(live[0]));
+    live[nlive++] = p;
 }
 
 static void
@@ -148,7 +155,9 @@ peer_done(struct peer *p)
     if (p->c)
         conn_free(p->c);
     p->c = NULL;
-    evbuffer_free(p->got);
+    if (p->got)
+        evbuffer_free(p->got);
+    p->got = NULL;
 }
 
 static int
@@ -266,6 +275,9 @@ setup(void **state)
 static int
 teardown(void **state)
 {
+    for (size_t i = 0; i < nlive; i++)
+        peer_done(live[i]);
+    nlive = 0;
     RUN_UNTIL(conn_count() == 0);
     event_base_free(base);
     base = NULL;
@@ -286,26 +298,26 @@ got_eq(struct peer *p, const char *s)
 static void
 test_plain_exchange(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, PLAIN);
-    assert_false(conn_is_tls(cli.c));
-    assert_null(conn_tls_info(cli.c));
-    assert_non_null(strstr(conn_peer(cli.c), "127.0.0.1:"));
-    assert_non_null(strstr(conn_peer(srv.c), "127.0.0.1:"));
-    conn_write(cli.c, "<stream>", 8);
-    conn_printf(cli.c, "<a n='%d'/>", 1);
-    RUN_UNTIL(evbuffer_get_length(srv.got) == 18);
-    assert_true(got_eq(&srv, "<stream><a n='1'/>"));
-    conn_write(srv.c, "<ok/>", 5);
-    RUN_UNTIL(evbuffer_get_length(cli.got) == 5);
-    assert_true(got_eq(&cli, "<ok/>"));
-    assert_int_equal(conn_stats(cli.c)->bytes_out, 18);
-    assert_int_equal(conn_stats(srv.c)->bytes_in, 18);
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, PLAIN);
+    assert_false(conn_is_tls(cli->c));
+    assert_null(conn_tls_info(cli->c));
+    assert_non_null(strstr(conn_peer(cli->c), "127.0.0.1:"));
+    assert_non_null(strstr(conn_peer(srv->c), "127.0.0.1:"));
+    conn_write(cli->c, "<stream>", 8);
+    conn_printf(cli->c, "<a n='%d'/>", 1);
+    RUN_UNTIL(evbuffer_get_length(srv->got) == 18);
+    assert_true(got_eq(srv, "<stream><a n='1'/>"));
+    conn_write(srv->c, "<ok/>", 5);
+    RUN_UNTIL(evbuffer_get_length(cli->got) == 5);
+    assert_true(got_eq(cli, "<ok/>"));
+    assert_int_equal(conn_stats(cli->c)->bytes_out, 18);
+    assert_int_equal(conn_stats(srv->c)->bytes_in, 18);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
@@ -313,21 +325,21 @@ test_connect_refused(void **state)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
-    struct peer cli;
+    struct peer *cli = &slots[0];
     struct conn_cbs cb;
     char err[256];
 
-    peer_init(&cli);
-    cb = peer_cbs(&cli);
+    peer_init(cli);
+    cb = peer_cbs(cli);
     close(listener(&ss, &sslen, 1)); /* a port nobody listens on */
-    cli.c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
-    assert_non_null(cli.c);
+    cli->c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
+    assert_non_null(cli->c);
     /* Never a callback from inside the owner's own call. */
-    assert_int_equal(cli.nev[CONN_EV_ERROR], 0);
-    RUN_UNTIL(cli.nev[CONN_EV_ERROR] == 1);
-    assert_int_equal(cli.nev[CONN_EV_CONNECTED], 0);
-    assert_non_null(strstr(cli.reason, "Connection refused"));
-    peer_done(&cli);
+    assert_int_equal(cli->nev[CONN_EV_ERROR], 0);
+    RUN_UNTIL(cli->nev[CONN_EV_ERROR] == 1);
+    assert_int_equal(cli->nev[CONN_EV_CONNECTED], 0);
+    assert_non_null(strstr(cli->reason, "Connection refused"));
+    peer_done(cli);
 }
 
 /*
@@ -340,36 +352,36 @@ test_connect_timeout(void **state)
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     struct conn_timeouts to = {.connect_ms = 200, .tls_ms = 1000, .close_ms = 1000};
-    struct peer cli;
+    struct peer *cli = &slots[0];
     struct conn_cbs cb;
     int lfd, fill[4];
     char err[256];
     int64_t t0;
 
-    peer_init(&cli);
-    cb = peer_cbs(&cli);
+    peer_init(cli);
+    cb = peer_cbs(cli);
     lfd = listener(&ss, &sslen, 0);
     for (int i = 0; i < 4; i++) {
         fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         (void)connect(fill[i], (struct sockaddr *)&ss, sslen);
     }
     t0 = now_ms();
-    cli.c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
-    conn_set_timeouts(cli.c, &to);
-    RUN_UNTIL(cli.nev[CONN_EV_TIMEOUT_CONN] + cli.nev[CONN_EV_ERROR] + cli.nev[CONN_EV_CONNECTED] >
-              0);
-    if (cli.nev[CONN_EV_CONNECTED]) {
+    cli->c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
+    conn_set_timeouts(cli->c, &to);
+    RUN_UNTIL(
+        cli->nev[CONN_EV_TIMEOUT_CONN] + cli->nev[CONN_EV_ERROR] + cli->nev[CONN_EV_CONNECTED] > 0);
+    if (cli->nev[CONN_EV_CONNECTED]) {
         /* The kernel accepted after all (syncookies or a larger queue): nothing to see. */
-        peer_done(&cli);
+        peer_done(cli);
         for (int i = 0; i < 4; i++)
             close(fill[i]);
         close(lfd);
         skip();
     }
-    assert_int_equal(cli.nev[CONN_EV_TIMEOUT_CONN], 1);
+    assert_int_equal(cli->nev[CONN_EV_TIMEOUT_CONN], 1);
     assert_true(now_ms() - t0 >= 190);
-    assert_non_null(strstr(cli.reason, "connect timed out"));
-    peer_done(&cli);
+    assert_non_null(strstr(cli->reason, "connect timed out"));
+    peer_done(cli);
     for (int i = 0; i < 4; i++)
         close(fill[i]);
     close(lfd);
@@ -415,23 +427,23 @@ cli_proceed_read(struct peer *p)
 static void
 test_starttls(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     const struct tls_info *ci, *si;
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, PLAIN);
-    srv.on_read = srv_starttls_read;
-    cli.on_read = cli_proceed_read;
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, PLAIN);
+    srv->on_read = srv_starttls_read;
+    cli->on_read = cli_proceed_read;
     /* The client's pipelined "X" after <starttls/> is what RFC 6120 §5.4.3.3 forbids:
      * the conn must not feed it to TLS nor drop it; it stays for the owner to judge. */
-    conn_write(cli.c, "<starttls/>X", 12);
-    RUN_UNTIL(cli.nev[CONN_EV_TLS_UP] && srv.nev[CONN_EV_TLS_UP]);
-    assert_int_equal(evbuffer_get_length(conn_input(srv.c)), 1);
-    evbuffer_drain(conn_input(srv.c), 1);
-    assert_true(conn_is_tls(cli.c));
-    ci = conn_tls_info(cli.c);
-    si = conn_tls_info(srv.c);
+    conn_write(cli->c, "<starttls/>X", 12);
+    RUN_UNTIL(cli->nev[CONN_EV_TLS_UP] && srv->nev[CONN_EV_TLS_UP]);
+    assert_int_equal(evbuffer_get_length(conn_input(srv->c)), 1);
+    evbuffer_drain(conn_input(srv->c), 1);
+    assert_true(conn_is_tls(cli->c));
+    ci = conn_tls_info(cli->c);
+    si = conn_tls_info(srv->c);
     assert_non_null(ci);
     assert_non_null(si);
     assert_true(ci->chain_valid);
@@ -439,27 +451,27 @@ test_starttls(void **state)
     assert_true(si->peer_cert);
     assert_string_equal(si->xmpp_addrs[0], "client.test");
     assert_null(ci->alpn);
-    assert_non_null(conn_ssl(cli.c));
-    conn_write(cli.c, "<stream:stream>", 15);
-    conn_write(srv.c, "<stream:features/>", 18);
-    RUN_UNTIL(evbuffer_get_length(srv.got) == 15 && evbuffer_get_length(cli.got) == 18);
-    assert_true(got_eq(&srv, "<stream:stream>"));
-    assert_true(got_eq(&cli, "<stream:features/>"));
-    peer_done(&cli);
-    peer_done(&srv);
+    assert_non_null(conn_ssl(cli->c));
+    conn_write(cli->c, "<stream:stream>", 15);
+    conn_write(srv->c, "<stream:features/>", 18);
+    RUN_UNTIL(evbuffer_get_length(srv->got) == 15 && evbuffer_get_length(cli->got) == 18);
+    assert_true(got_eq(srv, "<stream:stream>"));
+    assert_true(got_eq(cli, "<stream:features/>"));
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
 test_direct_tls_alpn(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     const struct tls_info *ci, *si;
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair_ex(&cli, &srv, DIRECT_TLS, srv_ctx, cli_ctx, "a.test", TLS_ALPN_XMPP_SERVER);
-    ci = conn_tls_info(cli.c);
-    si = conn_tls_info(srv.c);
+    peer_init(cli);
+    peer_init(srv);
+    pair_ex(cli, srv, DIRECT_TLS, srv_ctx, cli_ctx, "a.test", TLS_ALPN_XMPP_SERVER);
+    ci = conn_tls_info(cli->c);
+    si = conn_tls_info(srv->c);
     assert_string_equal(ci->alpn, "xmpp-server");
     assert_string_equal(si->alpn, "xmpp-server");
     assert_string_equal(ci->version, "TLSv1.3");
@@ -473,37 +485,37 @@ test_direct_tls_alpn(void **state)
     assert_true(si->chain_valid);
     assert_string_equal(si->dns_names[0], "client.test");
     /* Nothing went out in the clear before the handshake. */
-    assert_int_equal(conn_stats(cli.c)->writes, 0);
-    conn_write(srv.c, "<stream:stream>", 15);
-    RUN_UNTIL(evbuffer_get_length(cli.got) == 15);
-    peer_done(&cli);
-    peer_done(&srv);
+    assert_int_equal(conn_stats(cli->c)->writes, 0);
+    conn_write(srv->c, "<stream:stream>", 15);
+    RUN_UNTIL(evbuffer_get_length(cli->got) == 15);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
 test_chain_results(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     const struct tls_info *ci;
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair_ex(&cli, &srv, DIRECT_TLS, other_ctx, cli_ctx, "a.test", NULL);
-    ci = conn_tls_info(cli.c);
+    peer_init(cli);
+    peer_init(srv);
+    pair_ex(cli, srv, DIRECT_TLS, other_ctx, cli_ctx, "a.test", NULL);
+    ci = conn_tls_info(cli->c);
     assert_true(ci->peer_cert);
     assert_false(ci->chain_valid);
     assert_int_equal(ci->verify_error, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_done(cli);
+    peer_done(srv);
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair_ex(&cli, &srv, DIRECT_TLS, expired_ctx, cli_ctx, "a.test", NULL);
-    ci = conn_tls_info(cli.c);
+    peer_init(cli);
+    peer_init(srv);
+    pair_ex(cli, srv, DIRECT_TLS, expired_ctx, cli_ctx, "a.test", NULL);
+    ci = conn_tls_info(cli->c);
     assert_false(ci->chain_valid);
     assert_int_equal(ci->verify_error, X509_V_ERR_CERT_HAS_EXPIRED);
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 /* --- no data lost at close --- */
@@ -539,26 +551,26 @@ check_pattern(struct evbuffer *b, size_t n)
 static void
 no_loss_at_close(enum mode mode)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, mode);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, mode);
     /* The peer writes a lot, then its last words, then closes at once. */
-    fill_pattern(srv.c, BIG);
-    conn_write(srv.c, MARKER, MARKLEN);
-    conn_close(srv.c);
-    srv.c = NULL;
-    RUN_UNTIL(cli.nev[CONN_EV_EOF] || cli.nev[CONN_EV_ERROR]);
-    assert_int_equal(cli.nev[CONN_EV_ERROR], 0);
+    fill_pattern(srv->c, BIG);
+    conn_write(srv->c, MARKER, MARKLEN);
+    conn_close(srv->c);
+    srv->c = NULL;
+    RUN_UNTIL(cli->nev[CONN_EV_EOF] || cli->nev[CONN_EV_ERROR]);
+    assert_int_equal(cli->nev[CONN_EV_ERROR], 0);
     /* Everything, marker included, was delivered before the EOF event. */
-    assert_int_equal(cli.got_at_eof, BIG + MARKLEN);
-    check_pattern(cli.got, BIG);
-    assert_memory_equal(evbuffer_pullup(cli.got, -1) + BIG, MARKER, MARKLEN);
+    assert_int_equal(cli->got_at_eof, BIG + MARKLEN);
+    check_pattern(cli->got, BIG);
+    assert_memory_equal(evbuffer_pullup(cli->got, -1) + BIG, MARKER, MARKLEN);
     if (mode == DIRECT_TLS)
-        assert_string_equal(cli.reason, "TLS close_notify");
-    peer_done(&cli);
-    peer_done(&srv);
+        assert_string_equal(cli->reason, "TLS close_notify");
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
@@ -577,22 +589,67 @@ test_no_loss_at_close_tls(void **state)
 static void
 test_no_loss_small_highwater_tls(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     struct conn_limits lim = {.read_high = 1000, .write_high = 1 << 20, .write_low = 1 << 16};
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, DIRECT_TLS);
-    conn_set_limits(cli.c, &lim);
-    fill_pattern(srv.c, BIG / 4);
-    conn_write(srv.c, MARKER, MARKLEN);
-    conn_close(srv.c);
-    srv.c = NULL;
-    RUN_UNTIL(cli.nev[CONN_EV_EOF] || cli.nev[CONN_EV_ERROR]);
-    assert_int_equal(cli.got_at_eof, BIG / 4 + MARKLEN);
-    check_pattern(cli.got, BIG / 4);
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    conn_set_limits(cli->c, &lim);
+    fill_pattern(srv->c, BIG / 4);
+    conn_write(srv->c, MARKER, MARKLEN);
+    conn_close(srv->c);
+    srv->c = NULL;
+    RUN_UNTIL(cli->nev[CONN_EV_EOF] || cli->nev[CONN_EV_ERROR]);
+    assert_int_equal(cli->got_at_eof, BIG / 4 + MARKLEN);
+    check_pattern(cli->got, BIG / 4);
+    peer_done(cli);
+    peer_done(srv);
+}
+
+/*
+ * The closing side has unread input: a plain close() would answer it with a RST that
+ * can destroy the tail of what it sent before the peer read it. The lingering close
+ * reads and discards until the peer closes, so everything arrives.
+ */
+static void
+close_with_unread_input(enum mode mode)
+{
+    struct peer *cli = &slots[0], *srv = &slots[1];
+    struct conn_limits lim = {.read_high = 1, .write_high = 1 << 20, .write_low = 1 << 16};
+
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, mode);
+    conn_set_limits(srv->c, &lim);
+    srv->hold = true;
+    fill_pattern(cli->c, 512 * 1024); /* srv will not read most of this */
+    conn_pause_read(cli->c);
+    run_for(50);
+    fill_pattern(srv->c, BIG);
+    conn_write(srv->c, MARKER, MARKLEN);
+    conn_close(srv->c);
+    srv->c = NULL;
+    run_for(100); /* srv pushes what the kernel takes while cli is not reading */
+    conn_resume_read(cli->c);
+    RUN_UNTIL(cli->nev[CONN_EV_EOF] || cli->nev[CONN_EV_ERROR]);
+    assert_int_equal(cli->nev[CONN_EV_ERROR], 0);
+    assert_int_equal(cli->got_at_eof, BIG + MARKLEN);
+    check_pattern(cli->got, BIG);
+    peer_done(cli);
+    peer_done(srv);
+}
+
+static void
+test_close_with_unread_input_plain(void **state)
+{
+    close_with_unread_input(PLAIN);
+}
+
+static void
+test_close_with_unread_input_tls(void **state)
+{
+    close_with_unread_input(DIRECT_TLS);
 }
 
 /* --- backpressure --- */
@@ -609,7 +666,7 @@ small_socket_buffers(struct conn *c)
 static void
 backpressure(enum mode mode)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     struct conn_limits rlim = {.read_high = 64 * 1024, .write_high = 1 << 20, .write_low = 0};
     struct conn_limits wlim = {
         .read_high = 64 * 1024, .write_high = 1 << 20, .write_low = 256 * 1024};
@@ -617,38 +674,38 @@ backpressure(enum mode mode)
     uint64_t reads;
     size_t out1;
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, mode);
-    small_socket_buffers(cli.c);
-    small_socket_buffers(srv.c);
-    conn_set_limits(cli.c, &rlim);
-    conn_set_limits(srv.c, &wlim);
-    cli.hold = true; /* the reader does not consume */
-    fill_pattern(srv.c, total);
-    assert_true(conn_output_full(srv.c));
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, mode);
+    small_socket_buffers(cli->c);
+    small_socket_buffers(srv->c);
+    conn_set_limits(cli->c, &rlim);
+    conn_set_limits(srv->c, &wlim);
+    cli->hold = true; /* the reader does not consume */
+    fill_pattern(srv->c, total);
+    assert_true(conn_output_full(srv->c));
     /* Let it run well past the point where the socket buffers fill. */
     run_for(300);
-    reads = conn_stats(cli.c)->reads;
-    out1 = evbuffer_get_length(conn_output(srv.c));
+    reads = conn_stats(cli->c)->reads;
+    out1 = evbuffer_get_length(conn_output(srv->c));
     run_for(100);
     /* The reader stopped at its mark: no more reads, input bounded, writer stuck. */
-    assert_int_equal(conn_stats(cli.c)->reads, reads);
-    assert_true(evbuffer_get_length(conn_input(cli.c)) >= 64 * 1024);
-    assert_true(evbuffer_get_length(conn_input(cli.c)) <= 64 * 1024 + 64 * 1024);
-    assert_int_equal(evbuffer_get_length(conn_output(srv.c)), out1);
+    assert_int_equal(conn_stats(cli->c)->reads, reads);
+    assert_true(evbuffer_get_length(conn_input(cli->c)) >= 64 * 1024);
+    assert_true(evbuffer_get_length(conn_input(cli->c)) <= 64 * 1024 + 64 * 1024);
+    assert_int_equal(evbuffer_get_length(conn_output(srv->c)), out1);
     assert_true(out1 > total / 2);
-    assert_true(conn_output_full(srv.c));
-    assert_int_equal(srv.nev[CONN_EV_DRAINED], 0);
+    assert_true(conn_output_full(srv->c));
+    assert_int_equal(srv->nev[CONN_EV_DRAINED], 0);
     /* Drained by the owner (outside a read callback): reading resumes by itself. */
-    cli.hold = false;
-    evbuffer_add_buffer(cli.got, conn_input(cli.c));
-    RUN_UNTIL(evbuffer_get_length(cli.got) == total);
-    check_pattern(cli.got, total);
-    assert_int_equal(srv.nev[CONN_EV_DRAINED], 1);
-    assert_false(conn_output_full(srv.c));
-    peer_done(&cli);
-    peer_done(&srv);
+    cli->hold = false;
+    evbuffer_add_buffer(cli->got, conn_input(cli->c));
+    RUN_UNTIL(evbuffer_get_length(cli->got) == total);
+    check_pattern(cli->got, total);
+    assert_int_equal(srv->nev[CONN_EV_DRAINED], 1);
+    assert_false(conn_output_full(srv->c));
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
@@ -666,19 +723,19 @@ test_backpressure_tls(void **state)
 static void
 test_pause_resume(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, DIRECT_TLS);
-    conn_pause_read(cli.c);
-    conn_write(srv.c, "abc", 3);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    conn_pause_read(cli->c);
+    conn_write(srv->c, "abc", 3);
     run_for(100);
-    assert_int_equal(evbuffer_get_length(cli.got), 0);
-    conn_resume_read(cli.c);
-    RUN_UNTIL(evbuffer_get_length(cli.got) == 3);
-    peer_done(&cli);
-    peer_done(&srv);
+    assert_int_equal(evbuffer_get_length(cli->got), 0);
+    conn_resume_read(cli->c);
+    RUN_UNTIL(evbuffer_get_length(cli->got) == 3);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 /* --- timeouts --- */
@@ -689,27 +746,27 @@ test_tls_timeout_client(void **state)
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     struct conn_timeouts to = {.connect_ms = 1000, .tls_ms = 200, .close_ms = 1000};
-    struct peer cli;
+    struct peer *cli = &slots[0];
     struct conn_cbs cb;
     char err[256];
     int lfd, fd;
     int64_t t0;
 
-    peer_init(&cli);
-    cb = peer_cbs(&cli);
+    peer_init(cli);
+    cb = peer_cbs(cli);
     lfd = listener(&ss, &sslen, 4);
-    cli.c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
-    conn_set_timeouts(cli.c, &to);
+    cli->c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
+    conn_set_timeouts(cli->c, &to);
     assert_int_equal(
-        conn_starttls(cli.c, cli_ctx, TLS_ROLE_CLIENT, "a.test", NULL, NULL, err, sizeof(err)), 0);
-    RUN_UNTIL(cli.nev[CONN_EV_CONNECTED]);
+        conn_starttls(cli->c, cli_ctx, TLS_ROLE_CLIENT, "a.test", NULL, NULL, err, sizeof(err)), 0);
+    RUN_UNTIL(cli->nev[CONN_EV_CONNECTED]);
     t0 = now_ms();
     fd = accept(lfd, NULL, NULL); /* accepts, never speaks */
-    RUN_UNTIL(cli.nev[CONN_EV_TIMEOUT_TLS] || cli.nev[CONN_EV_ERROR]);
-    assert_int_equal(cli.nev[CONN_EV_TIMEOUT_TLS], 1);
+    RUN_UNTIL(cli->nev[CONN_EV_TIMEOUT_TLS] || cli->nev[CONN_EV_ERROR]);
+    assert_int_equal(cli->nev[CONN_EV_TIMEOUT_TLS], 1);
     assert_true(now_ms() - t0 >= 150);
-    assert_int_equal(cli.nev[CONN_EV_TLS_UP], 0);
-    peer_done(&cli);
+    assert_int_equal(cli->nev[CONN_EV_TLS_UP], 0);
+    peer_done(cli);
     close(fd);
     close(lfd);
 }
@@ -720,25 +777,25 @@ test_tls_timeout_server(void **state)
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     struct conn_timeouts to = {.connect_ms = 1000, .tls_ms = 200, .close_ms = 1000};
-    struct peer srv;
+    struct peer *srv = &slots[1];
     struct conn_cbs cb;
     char err[256];
     int lfd, cfd, fd;
 
-    peer_init(&srv);
-    cb = peer_cbs(&srv);
+    peer_init(srv);
+    cb = peer_cbs(srv);
     lfd = listener(&ss, &sslen, 4);
     cfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(cfd, (struct sockaddr *)&ss, sslen), 0); /* never speaks */
     fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
-    srv.c = conn_new_accepted(base, fd, &cb);
-    conn_set_timeouts(srv.c, &to);
+    srv->c = conn_new_accepted(base, fd, &cb);
+    conn_set_timeouts(srv->c, &to);
     assert_int_equal(
-        conn_starttls(srv.c, srv_ctx, TLS_ROLE_SERVER, NULL, NULL, NULL, err, sizeof(err)), 0);
-    RUN_UNTIL(srv.nev[CONN_EV_TIMEOUT_TLS] || srv.nev[CONN_EV_ERROR]);
-    assert_int_equal(srv.nev[CONN_EV_TIMEOUT_TLS], 1);
-    assert_non_null(strstr(srv.reason, "TLS handshake timed out"));
-    peer_done(&srv);
+        conn_starttls(srv->c, srv_ctx, TLS_ROLE_SERVER, NULL, NULL, NULL, err, sizeof(err)), 0);
+    RUN_UNTIL(srv->nev[CONN_EV_TIMEOUT_TLS] || srv->nev[CONN_EV_ERROR]);
+    assert_int_equal(srv->nev[CONN_EV_TIMEOUT_TLS], 1);
+    assert_non_null(strstr(srv->reason, "TLS handshake timed out"));
+    peer_done(srv);
     close(cfd);
     close(lfd);
 }
@@ -755,30 +812,30 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 static void
 test_idle_timeout(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     struct conn_timeouts to = {
         .connect_ms = 1000, .tls_ms = 1000, .idle_ms = 150, .close_ms = 1000};
     struct event *tick;
     struct timeval tv = {0, 50 * 1000};
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, DIRECT_TLS);
-    conn_set_timeouts(srv.c, &to);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    conn_set_timeouts(srv->c, &to);
     /* A byte every 50 ms keeps the stream alive. */
-    tick = event_new(base, -1, EV_PERSIST, tick_cb, &cli);
+    tick = event_new(base, -1, EV_PERSIST, tick_cb, cli);
     event_add(tick, &tv);
-    RUN_UNTIL(cli.step >= 8);
+    RUN_UNTIL(cli->step >= 8);
     event_free(tick);
-    assert_int_equal(srv.nev[CONN_EV_TIMEOUT_IDLE], 0);
-    RUN_UNTIL(evbuffer_get_length(srv.got) == 8);
+    assert_int_equal(srv->nev[CONN_EV_TIMEOUT_IDLE], 0);
+    RUN_UNTIL(evbuffer_get_length(srv->got) == 8);
     /* Then silence: the idle timeout fires once per idle period, counted from the last
      * byte read. */
-    RUN_UNTIL(srv.nev[CONN_EV_TIMEOUT_IDLE] == 1);
-    assert_true(srv.t_idle - srv.t_last_read >= 140);
-    RUN_UNTIL(srv.nev[CONN_EV_TIMEOUT_IDLE] == 2);
-    peer_done(&cli);
-    peer_done(&srv);
+    RUN_UNTIL(srv->nev[CONN_EV_TIMEOUT_IDLE] == 1);
+    assert_true(srv->t_idle - srv->t_last_read >= 140);
+    RUN_UNTIL(srv->nev[CONN_EV_TIMEOUT_IDLE] == 2);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 /* --- coalescing --- */
@@ -796,26 +853,26 @@ burst_read(struct peer *p)
 static void
 coalescing(enum mode mode)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     uint64_t w0, sw0;
     const size_t each = strlen("<message id='000'>hi</message>");
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, mode);
-    w0 = conn_stats(srv.c)->writes;
-    sw0 = conn_stats(srv.c)->ssl_writes;
-    srv.on_read = burst_read;
-    conn_write(cli.c, "go", 2);
-    RUN_UNTIL(evbuffer_get_length(cli.got) == 200 * each);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, mode);
+    w0 = conn_stats(srv->c)->writes;
+    sw0 = conn_stats(srv->c)->ssl_writes;
+    srv->on_read = burst_read;
+    conn_write(cli->c, "go", 2);
+    RUN_UNTIL(evbuffer_get_length(cli->got) == 200 * each);
     if (mode == DIRECT_TLS) {
-        assert_int_equal(conn_stats(srv.c)->ssl_writes - sw0, 1);
-        assert_int_equal(conn_stats(srv.c)->writes, 0);
+        assert_int_equal(conn_stats(srv->c)->ssl_writes - sw0, 1);
+        assert_int_equal(conn_stats(srv->c)->writes, 0);
     } else {
-        assert_int_equal(conn_stats(srv.c)->writes - w0, 1);
+        assert_int_equal(conn_stats(srv->c)->writes - w0, 1);
     }
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
@@ -843,20 +900,20 @@ free_in_read(struct peer *p)
 static void
 test_free_inside_read(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, DIRECT_TLS);
-    cli.on_read = free_in_read;
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    cli->on_read = free_in_read;
     /* Several records and a close in flight: the handler must stop after the free. */
-    fill_pattern(srv.c, 100000);
-    conn_close(srv.c);
-    srv.c = NULL;
-    RUN_UNTIL(cli.step == 1 && conn_count() == 0);
-    assert_int_equal(cli.nev[CONN_EV_EOF], 0);
-    peer_done(&cli);
-    peer_done(&srv);
+    fill_pattern(srv->c, 100000);
+    conn_close(srv->c);
+    srv->c = NULL;
+    RUN_UNTIL(cli->step == 1 && conn_count() == 0);
+    assert_int_equal(cli->nev[CONN_EV_EOF], 0);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
@@ -871,51 +928,51 @@ free_on_event(struct peer *p, enum conn_event ev)
 static void
 test_free_inside_events(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
 
     /* On TLS up: the handshake handler still has work queued for this conn. */
-    peer_init(&cli);
-    peer_init(&srv);
-    cli.step = CONN_EV_TLS_UP;
-    cli.on_event = free_on_event;
-    srv.step = CONN_EV_TLS_UP;
-    srv.on_event = free_on_event;
-    pair_ex(&cli, &srv, DIRECT_TLS, srv_ctx, cli_ctx, "a.test", NULL);
-    assert_null(cli.c);
-    assert_null(srv.c);
+    peer_init(cli);
+    peer_init(srv);
+    cli->step = CONN_EV_TLS_UP;
+    cli->on_event = free_on_event;
+    srv->step = CONN_EV_TLS_UP;
+    srv->on_event = free_on_event;
+    pair_ex(cli, srv, DIRECT_TLS, srv_ctx, cli_ctx, "a.test", NULL);
+    assert_null(cli->c);
+    assert_null(srv->c);
     RUN_UNTIL(conn_count() == 0);
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_done(cli);
+    peer_done(srv);
 
     /* On EOF, with data delivered in the same pass. */
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, PLAIN);
-    cli.step = CONN_EV_EOF;
-    cli.on_event = free_on_event;
-    conn_write(srv.c, "bye", 3);
-    conn_close(srv.c);
-    srv.c = NULL;
-    RUN_UNTIL(cli.c == NULL);
-    assert_true(got_eq(&cli, "bye"));
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, PLAIN);
+    cli->step = CONN_EV_EOF;
+    cli->on_event = free_on_event;
+    conn_write(srv->c, "bye", 3);
+    conn_close(srv->c);
+    srv->c = NULL;
+    RUN_UNTIL(cli->c == NULL);
+    assert_true(got_eq(cli, "bye"));
+    peer_done(cli);
+    peer_done(srv);
 
     /* On connect error. */
-    peer_init(&cli);
-    cli.step = CONN_EV_ERROR;
-    cli.on_event = free_on_event;
+    peer_init(cli);
+    cli->step = CONN_EV_ERROR;
+    cli->on_event = free_on_event;
     {
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
-        struct conn_cbs cb = peer_cbs(&cli);
+        struct conn_cbs cb = peer_cbs(cli);
         char err[256];
 
         close(listener(&ss, &sslen, 1));
-        cli.c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
-        RUN_UNTIL(cli.c == NULL);
+        cli->c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
+        RUN_UNTIL(cli->c == NULL);
     }
-    peer_done(&cli);
+    peer_done(cli);
 }
 
 static void
@@ -930,19 +987,19 @@ reply_and_close(struct peer *p)
 static void
 test_close_inside_read(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
 
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, DIRECT_TLS);
-    srv.on_read = reply_and_close;
-    conn_write(cli.c, "</stream:stream>", 16);
-    RUN_UNTIL(cli.nev[CONN_EV_EOF]);
-    assert_true(got_eq(&cli, "</stream:stream>"));
-    assert_int_equal(cli.got_at_eof, 16);
-    assert_string_equal(cli.reason, "TLS close_notify");
-    peer_done(&cli);
-    peer_done(&srv);
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    srv->on_read = reply_and_close;
+    conn_write(cli->c, "</stream:stream>", 16);
+    RUN_UNTIL(cli->nev[CONN_EV_EOF]);
+    assert_true(got_eq(cli, "</stream:stream>"));
+    assert_int_equal(cli->got_at_eof, 16);
+    assert_string_equal(cli->reason, "TLS close_notify");
+    peer_done(cli);
+    peer_done(srv);
 }
 
 /* --- measurements (S2S_MEASURE=1), not assertions --- */
@@ -950,33 +1007,33 @@ test_close_inside_read(void **state)
 static void
 measure_throughput(void **state)
 {
-    struct peer cli, srv;
+    struct peer *cli = &slots[0], *srv = &slots[1];
     const size_t total = 256u * 1024 * 1024, chunk = 1 << 20;
     size_t sent = 0;
     int64_t t0;
 
     if (!getenv("S2S_MEASURE"))
         skip();
-    peer_init(&cli);
-    peer_init(&srv);
-    pair(&cli, &srv, DIRECT_TLS);
-    cli.on_read = NULL;
-    cli.hold = true;
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    cli->on_read = NULL;
+    cli->hold = true;
     t0 = now_ms();
-    while (sent < total || conn_stats(cli.c)->bytes_in < total) {
-        if (sent < total && evbuffer_get_length(conn_output(srv.c)) < chunk) {
-            fill_pattern(srv.c, chunk);
+    while (sent < total || conn_stats(cli->c)->bytes_in < total) {
+        if (sent < total && evbuffer_get_length(conn_output(srv->c)) < chunk) {
+            fill_pattern(srv->c, chunk);
             sent += chunk;
         }
         event_base_loop(base, EVLOOP_ONCE);
-        evbuffer_drain(conn_input(cli.c), evbuffer_get_length(conn_input(cli.c)));
+        evbuffer_drain(conn_input(cli->c), evbuffer_get_length(conn_input(cli->c)));
     }
     fprintf(stderr, "MEASURE tls throughput: %zu MiB in %lld ms = %.0f MiB/s (%s)\n", total >> 20,
             (long long)(now_ms() - t0),
             (double)(total >> 20) * 1000.0 / (double)(now_ms() - t0 + 1),
-            conn_tls_info(cli.c)->cipher);
-    peer_done(&cli);
-    peer_done(&srv);
+            conn_tls_info(cli->c)->cipher);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static long
@@ -1037,6 +1094,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_no_loss_at_close_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_loss_at_close_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_loss_small_highwater_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_unread_input_plain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_unread_input_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
