@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <malloc.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -1057,6 +1058,7 @@ measure_idle_memory(void **state)
     enum { N = 500 };
     static struct peer cli[N], srv[N];
     long r0, r1;
+    size_t h0, h1;
     struct rlimit rl;
 
     if (!getenv("S2S_MEASURE"))
@@ -1065,16 +1067,26 @@ measure_idle_memory(void **state)
     if (rl.rlim_cur < 4 * N)
         skip();
     r0 = rss_kib();
+    h0 = mallinfo2().uordblks;
     for (int i = 0; i < N; i++) {
         peer_init(&cli[i]);
         peer_init(&srv[i]);
-        pair(&cli[i], &srv[i], DIRECT_TLS);
+        pair(&cli[i], &srv[i], getenv("S2S_MEASURE_PLAIN") ? PLAIN : DIRECT_TLS);
         conn_write(cli[i].c, "<stream:stream>", 15);
-        RUN_UNTIL(evbuffer_get_length(srv[i].got) == 15);
+        conn_write(srv[i].c, "<stream:stream>", 15);
+        RUN_UNTIL(evbuffer_get_length(srv[i].got) == 15 && evbuffer_get_length(cli[i].got) == 15);
+        /* What an owner's parser does: consume, keep nothing. */
+        evbuffer_free(srv[i].got);
+        evbuffer_free(cli[i].got);
+        srv[i].got = cli[i].got = NULL;
     }
     r1 = rss_kib();
-    fprintf(stderr, "MEASURE idle TLS conn pairs: %d pairs, RSS +%ld KiB = %.1f KiB per conn\n", N,
-            r1 - r0, (double)(r1 - r0) / (2.0 * N));
+    h1 = mallinfo2().uordblks;
+    fprintf(stderr,
+            "MEASURE idle TLS conns: %d pairs, RSS +%ld KiB = %.1f KiB per conn, heap in use "
+            "+%zu KiB = %.1f KiB per conn\n",
+            N, r1 - r0, (double)(r1 - r0) / (2.0 * N), (h1 - h0) / 1024,
+            (double)(h1 - h0) / 1024.0 / (2.0 * N));
     for (int i = 0; i < N; i++) {
         peer_done(&cli[i]);
         peer_done(&srv[i]);
