@@ -9,6 +9,8 @@
  * Callbacks: the owner may call conn_close() or conn_free() from inside any conn
  * callback; the conn is then released once the callback has returned. No callback is
  * ever run from inside a conn_* call made by the owner.
+ *
+ * The process must ignore SIGPIPE (writes to a reset socket, by writev or by OpenSSL).
  */
 #ifndef S2S_CONN_H
 #define S2S_CONN_H
@@ -94,9 +96,11 @@ void conn_set_limits(struct conn *c, const struct conn_limits *l);
  * the peer sent before TLS (a well-behaved peer sends none: the owner should treat any
  * as an attack and drop them). Called while connecting, or right after accepting, this
  * is direct TLS (XEP-0368). Client role: sni is the remote domain, local_domain picks our
- * certificate, alpn is offered (TLS_ALPN_XMPP_SERVER for direct TLS). Takes a reference
- * on ctx for the life of the TLS session. -1 with err set if TLS cannot start (already
- * TLS, closing, dead, or SSL setup failed).
+ * certificate, alpn is offered (TLS_ALPN_XMPP_SERVER for direct TLS). The TLS session
+ * keeps what it needs of ctx alive (a reload may unref it). The handshake starts from
+ * the loop, never inside this call: conn_ssl() is valid on return, so DANE can be set
+ * up on it first. -1 with err set if TLS cannot start (already TLS, closing, dead, or
+ * SSL setup failed).
  */
 int conn_starttls(struct conn *c, struct tls_ctx *ctx, enum tls_role role, const char *sni,
                   const char *local_domain, const char *alpn, char *err, size_t errlen);

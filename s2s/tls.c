@@ -15,6 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -297,6 +300,11 @@ tls_ctx_setup(struct tls_ctx *ctx, const struct tls_settings *s, char *err, size
     SSL_CTX_set_tlsext_servername_callback(sc, tls_servername_cb);
     SSL_CTX_set_tlsext_servername_arg(sc, ctx);
     SSL_CTX_set_alpn_select_cb(sc, tls_alpn_select_cb, ctx);
+    /* Lets a session turn DANE on per connection (SSL_dane_enable, RFC 7673). */
+    if (SSL_CTX_dane_enable(sc) <= 0) {
+        snprintf(err, errlen, "tls: DANE: %s", tls_error_string(ebuf, sizeof(ebuf), "failed"));
+        return -1;
+    }
     if (SSL_CTX_use_cert_and_key(sc, ctx->certs[0].cert, ctx->certs[0].key, ctx->certs[0].chain,
                                  1) != 1) {
         snprintf(err, errlen, "%s: cannot use certificate: %s", ctx->certs[0].domain,
@@ -362,6 +370,15 @@ tls_ctx_unref(struct tls_ctx *ctx)
     SSL_CTX_free(ctx->ssl_ctx);
 }
 
+/* RFC 6066 §3: literal IPv4 and IPv6 addresses are not permitted in SNI. */
+static bool
+tls_is_ip_literal(const char *name)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
 SSL *
 tls_ssl_new(struct tls_ctx *ctx, enum tls_role role, const char *sni, const char *local_domain,
             const char *alpn, char *err, size_t errlen)
@@ -381,7 +398,7 @@ tls_ssl_new(struct tls_ctx *ctx, enum tls_role role, const char *sni, const char
         return ssl;
     }
     SSL_set_connect_state(ssl);
-    if (sni != NULL && !SSL_set_tlsext_host_name(ssl, sni)) {
+    if (sni != NULL && !tls_is_ip_literal(sni) && !SSL_set_tlsext_host_name(ssl, sni)) {
         snprintf(err, errlen, "SNI \"%s\": %s", sni,
                  tls_error_string(ebuf, sizeof(ebuf), "rejected"));
         goto fail;

@@ -57,11 +57,14 @@ enum tls_role {
 
 /*
  * Makes the SSL object for one connection (not yet bound to a socket).
- * Client role: sni is the remote domain sent as SNI (NULL: none), local_domain picks the
+ * Client role: sni is the remote domain sent as SNI (NULL or an IP literal: none,
+ * RFC 6066 §3), local_domain picks the
  * certificate we present for SASL EXTERNAL (NULL or unknown: the default host's), alpn
  * (NULL: none) is offered. Server role: sni, local_domain and alpn are ignored; the
  * certificate follows the peer's SNI and "xmpp-server" is accepted when offered.
- * The SSL holds a reference on ctx until SSL_free. NULL with err filled on failure.
+ * The SSL keeps what it needs of ctx alive until SSL_free, even past tls_ctx_unref.
+ * DANE is enabled on the context, so SSL_dane_enable/SSL_dane_tlsa_add may be called on
+ * the result before the handshake. NULL with err filled on failure.
  */
 SSL *tls_ssl_new(struct tls_ctx *ctx, enum tls_role role, const char *sni, const char *local_domain,
                  const char *alpn, char *err, size_t errlen);

@@ -212,20 +212,20 @@ test_sni_picks_certificate(void **state)
 {
     struct tls_ctx *sctx = ctx_make("a.test", &fx.a, "b.test", &fx.b, 0);
     struct tls_ctx *cctx = ctx_make("client.test", &fx.client, NULL, NULL, 0);
+    /* sent: what the server saw; an IP literal is never sent (RFC 6066 §3). */
     static const struct {
-        const char *sni, *want;
-    } cases[] = {{"b.test", "b.test"},
-                 {"B.Test", "b.test"},
-                 {"a.test", "a.test"},
-                 {"unknown.test", "a.test"},
-                 {NULL, "a.test"}};
+        const char *sni, *want, *sent;
+    } cases[] = {{"b.test", "b.test", "b.test"}, {"B.Test", "b.test", "B.Test"},
+                 {"a.test", "a.test", "a.test"}, {"unknown.test", "a.test", "unknown.test"},
+                 {"192.0.2.1", "a.test", NULL},  {"2001:db8::1", "a.test", NULL},
+                 {NULL, "a.test", NULL}};
     struct hs h;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(hs_run(&h, cctx, sctx, cases[i].sni, NULL), 0);
         assert_string_equal(first_dns(&h.ci), cases[i].want);
-        if (cases[i].sni)
-            assert_string_equal(h.si.sni, cases[i].sni);
+        if (cases[i].sent)
+            assert_string_equal(h.si.sni, cases[i].sent);
         else
             assert_null(h.si.sni);
         hs_done(&h);
