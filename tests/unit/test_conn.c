@@ -1133,7 +1133,7 @@ measure_throughput(void **state)
         skip();
     peer_init(cli);
     peer_init(srv);
-    pair(cli, srv, DIRECT_TLS);
+    pair(cli, srv, getenv("S2S_MEASURE_PLAIN") ? PLAIN : DIRECT_TLS);
     cli->on_read = NULL;
     cli->hold = true;
     t0 = now_ms();
@@ -1145,10 +1145,10 @@ measure_throughput(void **state)
         event_base_loop(base, EVLOOP_ONCE);
         evbuffer_drain(conn_input(cli->c), evbuffer_get_length(conn_input(cli->c)));
     }
-    fprintf(stderr, "MEASURE tls throughput: %zu MiB in %lld ms = %.0f MiB/s (%s)\n", total >> 20,
+    fprintf(stderr, "MEASURE throughput: %zu MiB in %lld ms = %.0f MiB/s (%s)\n", total >> 20,
             (long long)(now_ms() - t0),
             (double)(total >> 20) * 1000.0 / (double)(now_ms() - t0 + 1),
-            conn_tls_info(cli->c)->cipher);
+            conn_is_tls(cli->c) ? conn_tls_info(cli->c)->cipher : "plain");
     peer_done(cli);
     peer_done(srv);
 }
@@ -1199,9 +1199,10 @@ measure_idle_memory(void **state)
     r1 = rss_kib();
     h1 = mallinfo2().uordblks;
     fprintf(stderr,
-            "MEASURE idle TLS conns: %d pairs, RSS +%ld KiB = %.1f KiB per conn, heap in use "
+            "MEASURE idle %s conns: %d pairs, RSS +%ld KiB = %.1f KiB per conn, heap in use "
             "+%zu KiB = %.1f KiB per conn\n",
-            N, r1 - r0, (double)(r1 - r0) / (2.0 * N), (h1 - h0) / 1024,
+            getenv("S2S_MEASURE_PLAIN") ? "plain" : "TLS", N, r1 - r0,
+            (double)(r1 - r0) / (2.0 * N), (h1 - h0) / 1024,
             (double)(h1 - h0) / 1024.0 / (2.0 * N));
     for (int i = 0; i < N; i++) {
         peer_done(&cli[i]);
