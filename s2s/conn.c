@@ -12,8 +12,8 @@
  *
  * - Reads take up to 64 KiB per read() in plaintext (evbuffer_read caps at 4 KiB), and
  *   SSL_read runs in a loop until OpenSSL wants more from the socket, so nothing stays
- *   decrypted inside SSL unseen. The owner
- *   gets one read callback per wakeup, and the EOF event only after it.
+ *   decrypted inside SSL unseen. The owner gets one read callback per wakeup, and the
+ *   EOF event only after it.
  * - Writes are deferred: appending to the output only schedules one flush per loop
  *   iteration (an event made active), so all the stanzas queued in that iteration leave
  *   in one writev() or in full TLS records (one SSL_write per record).
