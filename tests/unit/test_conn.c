@@ -176,6 +176,8 @@ listener(struct sockaddr_storage *ss, socklen_t *sslen, int backlog)
     return fd;
 }
 
+static void small_socket_buffers(struct conn *c);
+
 enum mode {
     PLAIN,
     DIRECT_TLS,
@@ -410,6 +412,9 @@ srv_starttls_read(struct peer *p)
     if (evbuffer_get_length(in) < 11)
         return;
     evbuffer_drain(in, 11);
+    /* step: bytes of whitespace keepalive queued before <proceed/>. */
+    for (int i = 0; i < p->step; i += 1024)
+        conn_printf(p->c, "%1024s", "");
     conn_write(p->c, "<proceed/>", 10);
     assert_int_equal(
         conn_starttls(p->c, srv_ctx, TLS_ROLE_SERVER, NULL, NULL, NULL, err, sizeof(err)), 0);
@@ -425,6 +430,11 @@ cli_proceed_read(struct peer *p)
     struct evbuffer *in = conn_input(p->c);
     char err[256];
 
+    size_t len = evbuffer_get_length(in), sp;
+    const char *d = (const char *)evbuffer_pullup(in, -1);
+
+    sp = strspn(d, " ") < len ? strspn(d, " ") : len;
+    evbuffer_drain(in, sp);
     if (evbuffer_get_length(in) < 10)
         return;
     assert_memory_equal(evbuffer_pullup(in, 10), "<proceed/>", 10);
@@ -433,6 +443,30 @@ cli_proceed_read(struct peer *p)
                                    err, sizeof(err)),
                      0);
     p->on_read = NULL;
+}
+
+static void
+test_starttls_large_preamble(void **state)
+{
+    struct peer *cli = &slots[0], *srv = &slots[1];
+
+    /* Plaintext queued before STARTTLS that the kernel cannot take at once must all go
+     * out in the clear before the handshake starts. */
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, PLAIN);
+    small_socket_buffers(cli->c);
+    small_socket_buffers(srv->c);
+    srv->on_read = srv_starttls_read;
+    srv->step = 512 * 1024;
+    cli->on_read = cli_proceed_read;
+    conn_write(cli->c, "<starttls/> ", 12);
+    RUN_UNTIL(cli->nev[CONN_EV_TLS_UP] && srv->nev[CONN_EV_TLS_UP]);
+    assert_true(conn_stats(srv->c)->bytes_out >= 512 * 1024 + 10);
+    conn_write(srv->c, "<features/>", 11);
+    RUN_UNTIL(evbuffer_get_length(cli->got) == 11);
+    peer_done(cli);
+    peer_done(srv);
 }
 
 static void
@@ -617,8 +651,6 @@ test_no_loss_small_highwater_tls(void **state)
     peer_done(cli);
     peer_done(srv);
 }
-
-static void small_socket_buffers(struct conn *c);
 
 /*
  * The closing side has unread input: a plain close() would answer it with a RST that
@@ -1228,6 +1260,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_starttls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_starttls_large_preamble, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_tls_alpn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_loss_at_close_plain, setup, teardown),
