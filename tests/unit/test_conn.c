@@ -297,6 +297,23 @@ got_eq(struct peer *p, const char *s)
            memcmp(evbuffer_pullup(p->got, (ev_ssize_t)n), s, n) == 0;
 }
 
+static void
+test_sockaddr(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char buf[SOCKADDR_STRLEN];
+
+    assert_int_equal(sockaddr_from_ip("192.0.2.1", 5269, &ss, &len), 0);
+    assert_string_equal(sockaddr_str((struct sockaddr *)&ss, len, buf, sizeof(buf)),
+                        "192.0.2.1:5269");
+    assert_int_equal(sockaddr_from_ip("2001:db8::1", 5270, &ss, &len), 0);
+    assert_string_equal(sockaddr_str((struct sockaddr *)&ss, len, buf, sizeof(buf)),
+                        "[2001:db8::1]:5270");
+    assert_int_equal(sockaddr_from_ip("example.org", 5269, &ss, &len), -1);
+    assert_string_equal(sockaddr_str(NULL, 0, buf, sizeof(buf)), "?");
+}
+
 /* --- plain --- */
 
 static void
@@ -1262,6 +1279,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sockaddr),
         cmocka_unit_test_setup_teardown(test_plain_exchange, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
