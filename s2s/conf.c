@@ -323,18 +323,22 @@ get_path(struct loader *l, const config_setting_t *g, const char *name, bool req
         return conf_missing(l, g, name, "a file name is required");
     }
     p = path_resolve(l, v);
-    if (stat(p, &st) == -1 || access(p, dir ? R_OK | X_OK : R_OK) == -1) {
-        conf_error(l, s, "cannot read \"%s\": %s", p, strerror(errno));
-        free(p);
-        return -1;
-    }
+    if (stat(p, &st) == -1)
+        goto unreadable;
     if (dir != S_ISDIR(st.st_mode)) {
         conf_error(l, s, "\"%s\" is not a %s", p, dir ? "directory" : "regular file");
         free(p);
         return -1;
     }
+    if (access(p, dir ? R_OK | X_OK : R_OK) == -1)
+        goto unreadable;
     *out = p;
     return 0;
+
+unreadable:
+    conf_error(l, s, "cannot read \"%s\": %s", p, strerror(errno));
+    free(p);
+    return -1;
 }
 
 /*
