@@ -169,7 +169,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
 
-    log_debug("%s: signal %s", __func__, strsignal((int)sig));
+    log_debug("received %s", sig == SIGHUP ? "SIGHUP" : sig == SIGTERM ? "SIGTERM" : "SIGINT");
     if (sig == SIGHUP && d->shutting_down)
         log_info("reload ignored: shutting down"); /* it would re-open what just closed */
     else if (sig == SIGHUP)
