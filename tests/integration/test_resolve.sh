@@ -37,19 +37,8 @@ CONF
 write_conf "$TMP/unbound.conf" unbound
 write_conf "$TMP/cares.conf" c-ares
 
-passed=0
-failed=0
-check() { # name, command...
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok: $name"
-    else
-        failed=$((failed + 1))
-        echo "FAILED: $name"
-    fi
-}
+# shellcheck source=lib/check.sh
+. "$SRCDIR/tests/integration/lib/check.sh"
 # json_check FILE PYTHON-EXPR: the expression over the parsed document `d` must be true.
 json_check() {
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2"
@@ -100,5 +89,4 @@ check "usage: bad config is exit 2 with file:line" bash -c "
     rc=0; '$PROXY' resolve -c '$TMP/bad.conf' sec.test 2>'$TMP/bad.err' || rc=\$?
     [ \$rc -eq 2 ] && grep -q 'bad.conf:4: dns.backend' '$TMP/bad.err'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary
