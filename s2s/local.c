@@ -6,10 +6,23 @@
  * for <handshake/>) -> UP. Any failure goes back to DOWN with a backoff.
  *
  * Stanzas for the local server live in one of two lists: the queue (waiting for the
- * link) and inflight (serialized into the connection's output, not yet known to have
- * left for the socket). An inflight stanza records the output offset just past its
- * last byte; once conn_stats()->bytes_out reaches it, it is delivered. When the link
- * dies, every inflight stanza not yet fully written goes back to the head of the queue.
+ * link) and inflight (serialized into the connection's output and not yet known to be
+ * delivered). An inflight stanza records the output offset just past its last byte.
+ *
+ * XEP-0114 has no acknowledgements, so the link makes its own: after writing stanzas
+ * it sends an XEP-0199 ping from the component to the hosted domain and remembers the
+ * output offset just past it. The server handles a stream's stanzas in order, so its
+ * answer (a result, or any error: RFC 6120 §8.2.3 obliges it to answer) proves that
+ * everything before the ping was taken; those stanzas are delivered. One ping is out
+ * at a time (one per round trip under load). When the link dies, every inflight
+ * stanza goes back to the head of the queue and is written again after the reconnect:
+ * delivery is at least once; a stanza the server took after its last answered ping,
+ * just before it died, may arrive twice. No answer within ack_timeout means a hung
+ * server: the link is dropped and remade.
+ *
+ * With no_ack_pings, an inflight stanza is delivered once conn_stats()->bytes_out
+ * passes it (its last byte is on the socket); when the link dies, only stanzas not yet
+ * fully written are requeued, and what sat in socket buffers is lost.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,7 +42,8 @@
 #include "s2s/log.h"
 #include "s2s/sockaddr.h"
 
-#define LOCAL_TRIM_MS 50 /* how often delivered inflight stanzas are released */
+#define LOCAL_TRIM_MS 50 /* no_ack_pings: how often written inflight stanzas are released */
+#define LOCAL_ACK_ID  "s2sproxy-ack-"
 
 enum local_state {
     LOCAL_DOWN = 0,
@@ -57,7 +71,12 @@ struct local {
     struct conn *conn;
     struct xmlstream *xs;
     struct qlist queue, inflight;
-    struct event *ev_retry, *ev_handshake, *ev_expire, *ev_trim;
+    struct event *ev_retry, *ev_handshake, *ev_expire, *ev_trim, *ev_ack, *ev_ack_timeout;
+    bool acks;         /* ping acknowledgements (not opt.no_ack_pings) */
+    bool ping_out;     /* an ack ping awaits its answer */
+    uint64_t ping_seq; /* numbers ping ids */
+    uint64_t ping_end; /* output offset just past the ping out */
+    char ping_id[48];
     unsigned failures;  /* consecutive failed attempts, for the backoff */
     bool overflowing;   /* a queue-full warning was logged; reset when it drains */
     char fail_why[256]; /* set inside parser callbacks: the link must go down */
@@ -69,6 +88,7 @@ struct local {
 static const char *const state_names[] = {"down", "connecting", "header", "handshake", "up"};
 
 static void link_connect(struct local *);
+static void ack_arm(struct local *);
 static void link_fail(struct local *, const char *why);
 
 static double
@@ -198,23 +218,27 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
     expire_arm(l);
 }
 
-/* Releases inflight stanzas whose last byte has left for the socket. */
+/* Inflight stanzas that end at or before output offset off are delivered. */
 static void
-inflight_trim(struct local *l)
+inflight_release(struct local *l, uint64_t off)
 {
     struct qent *e;
-    uint64_t out;
 
-    if (l->conn == NULL)
-        return;
-    out = conn_stats(l->conn)->bytes_out;
-    while ((e = TAILQ_FIRST(&l->inflight)) != NULL && e->end <= out) {
+    while ((e = TAILQ_FIRST(&l->inflight)) != NULL && e->end <= off) {
         TAILQ_REMOVE(&l->inflight, e, entry);
         l->stats.inflight--;
         l->stats.delivered++;
         stanza_free(e->st);
         free(e);
     }
+}
+
+/* no_ack_pings: what has left for the socket counts as delivered. */
+static void
+inflight_trim(struct local *l)
+{
+    if (l->conn != NULL && !l->acks)
+        inflight_release(l, conn_stats(l->conn)->bytes_out);
 }
 
 static void
@@ -258,8 +282,83 @@ inflight_requeue(struct local *l)
         n++;
     }
     if (n > 0)
-        log_info("local: requeued %zu unwritten stanzas domain=%s", n, l->domain);
+        log_info("local: requeued %zu %s stanzas domain=%s", n,
+                 l->acks ? "unacknowledged" : "unwritten", l->domain);
     evtimer_del(l->ev_trim);
+}
+
+/* Sends an ack ping from the loop, once the current burst of writes is done. */
+static void
+ack_arm(struct local *l)
+{
+    struct timeval zero = {0, 0};
+
+    if (!l->ping_out && !evtimer_pending(l->ev_ack, NULL))
+        evtimer_add(l->ev_ack, &zero);
+}
+
+/* XEP-0199 ping to the hosted domain: its answer acknowledges what was written before. */
+static void
+ack_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct local *l = arg;
+    struct evbuffer *out;
+    struct timeval tv = tv_of(l->opt.ack_timeout);
+
+    (void)fd;
+    (void)what;
+    if (l->state != LOCAL_UP || l->ping_out || TAILQ_EMPTY(&l->inflight))
+        return;
+    out = conn_output(l->conn);
+    snprintf(l->ping_id, sizeof(l->ping_id), LOCAL_ACK_ID "%llu",
+             (unsigned long long)++l->ping_seq);
+    if (evbuffer_add_printf(out, "<iq type='get' id='%s' from='", l->ping_id) == -1 ||
+        stanza_escape_attr(out, l->name, strlen(l->name)) == -1 ||
+        evbuffer_add_printf(out, "' to='") == -1 ||
+        stanza_escape_attr(out, l->domain, strlen(l->domain)) == -1 ||
+        evbuffer_add_printf(out, "'><ping xmlns='urn:xmpp:ping'/></iq>") == -1) {
+        link_fail(l, "out of memory");
+        return;
+    }
+    l->ping_end = conn_stats(l->conn)->bytes_out + evbuffer_get_length(out);
+    l->ping_out = true;
+    evtimer_add(l->ev_ack_timeout, &tv);
+}
+
+static void
+ack_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct local *l = arg;
+    char why[128];
+
+    (void)fd;
+    (void)what;
+    snprintf(why, sizeof(why), "no answer to the ack ping %s in %.1f s (server hung?)", l->ping_id,
+             l->opt.ack_timeout);
+    link_fail(l, why);
+}
+
+/* The answer to an ack ping (any type: result or error both prove it was handled).
+ * True when st was one (it is then freed). */
+static bool
+ack_answer(struct local *l, struct stanza *st)
+{
+    const char *id = stanza_attr(st, "id"), *type = stanza_attr(st, "type");
+
+    if (strcmp(stanza_name(st), "iq") != 0 || id == NULL ||
+        strncmp(id, LOCAL_ACK_ID, strlen(LOCAL_ACK_ID)) != 0 || type == NULL ||
+        (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
+        return false;
+    if (l->ping_out && strcmp(id, l->ping_id) == 0) {
+        l->ping_out = false;
+        l->stats.acks++;
+        evtimer_del(l->ev_ack_timeout);
+        inflight_release(l, l->ping_end);
+        if (!TAILQ_EMPTY(&l->inflight))
+            ack_arm(l);
+    }
+    stanza_free(st);
+    return true;
 }
 
 /* Serializes e into the connection and moves it to inflight. -1: memory. */
@@ -276,7 +375,10 @@ write_stanza(struct local *l, struct qent *e)
     e->end = conn_stats(l->conn)->bytes_out + evbuffer_get_length(out);
     TAILQ_INSERT_TAIL(&l->inflight, e, entry);
     l->stats.inflight++;
-    trim_arm(l);
+    if (l->acks)
+        ack_arm(l);
+    else
+        trim_arm(l);
     return 0;
 }
 
@@ -511,7 +613,8 @@ xs_stanza(void *arg, struct stanza *st)
         return;
     }
     if (l->state == LOCAL_UP) {
-        from_local(l, st);
+        if (!ack_answer(l, st))
+            from_local(l, st);
         return;
     }
     if (l->state == LOCAL_HANDSHAKE && stanza_ns_eq(ns, STANZA_NS_COMPONENT) &&
@@ -635,6 +738,9 @@ link_fail(struct local *l, const char *why)
 
     snprintf(peer, sizeof(peer), "%s", l->conn ? conn_peer(l->conn) : "-");
     evtimer_del(l->ev_handshake);
+    evtimer_del(l->ev_ack);
+    evtimer_del(l->ev_ack_timeout);
+    l->ping_out = false;
     if (l->conn != NULL) {
         struct evbuffer *out = conn_output(l->conn);
 
@@ -778,6 +884,7 @@ local_new(struct event_base *base, const struct local_options *opt, const struct
     DEFAULT(queue_stanzas, 10000);
     DEFAULT(queue_bytes, 16 * 1024 * 1024);
     DEFAULT(queue_max_wait, 60);
+    DEFAULT(ack_timeout, 10);
 #undef DEFAULT
     if (l->opt.backoff_max < l->opt.backoff_min)
         l->opt.backoff_max = l->opt.backoff_min;
@@ -791,7 +898,11 @@ local_new(struct event_base *base, const struct local_options *opt, const struct
     l->ev_handshake = evtimer_new(base, handshake_timeout_cb, l);
     l->ev_expire = evtimer_new(base, expire_cb, l);
     l->ev_trim = evtimer_new(base, trim_cb, l);
-    if (!ok || !l->ev_retry || !l->ev_handshake || !l->ev_expire || !l->ev_trim) {
+    l->ev_ack = evtimer_new(base, ack_cb, l);
+    l->ev_ack_timeout = evtimer_new(base, ack_timeout_cb, l);
+    l->acks = !opt->no_ack_pings;
+    if (!ok || !l->ev_retry || !l->ev_handshake || !l->ev_expire || !l->ev_trim || !l->ev_ack ||
+        !l->ev_ack_timeout) {
         local_free(l);
         return NULL;
     }
@@ -839,6 +950,10 @@ local_free(struct local *l)
         event_free(l->ev_expire);
     if (l->ev_trim)
         event_free(l->ev_trim);
+    if (l->ev_ack)
+        event_free(l->ev_ack);
+    if (l->ev_ack_timeout)
+        event_free(l->ev_ack_timeout);
     free(l->name);
     free(l->domain);
     free(l->host);

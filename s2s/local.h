@@ -26,13 +26,16 @@
  * configuration error: wrong secret or component name; it is logged at error level
  * and retried all the same, so fixing the server's configuration heals the link).
  *
- * Delivery window: XEP-0114 has no acknowledgements. A stanza counts as delivered once
- * its last byte has been written to the socket. Stanzas still in the connection's
- * output when the link dies are put back at the head of the queue (never lost, never
- * duplicated); stanzas already in the kernel's socket buffer or the server's input
- * when it dies are lost without trace: that window is bounded by the socket buffers
- * and is what a server crash (or a server that stops without reading its input) can
- * cost. A graceful server restart reads what it was sent before it closes the stream.
+ * Delivery: XEP-0114 has no acknowledgements, so the link pings the hosted domain
+ * (XEP-0199) after writing stanzas; the server handles a stream in order, so its
+ * answer acknowledges everything written before the ping. A stanza counts as
+ * delivered once acknowledged. When the link dies, unacknowledged stanzas go back to
+ * the head of the queue and are written again after the reconnect: nothing is lost,
+ * but a stanza the server took just before it died (after its last answered ping) may
+ * arrive twice. A ping unanswered for ack_timeout drops the link (hung server).
+ * With no_ack_pings the link counts a stanza delivered once its last byte is on the
+ * socket and requeues only what it had not written: what sat in socket buffers when
+ * the server died (up to megabytes when the server had stopped reading) is lost.
  *
  * Callbacks run from the event loop, never inside a local_* call. They may call
  * local_send(); they must not call local_free() on the link that called them.
@@ -64,6 +67,8 @@ struct local_options {
     size_t queue_stanzas;           /* at most this many stanzas wait (0: 10000) */
     size_t queue_bytes;             /* at most this many bytes (stanza memory) wait (0: 16 MiB) */
     double queue_max_wait;          /* seconds a stanza may wait before it is bounced (0: 60) */
+    double ack_timeout;             /* seconds an ack ping may go unanswered (0: 10) */
+    bool no_ack_pings;              /* count written stanzas as delivered (see above) */
     struct xmlstream_limits limits; /* for the server's stream; zeroes: the defaults */
 };
 
@@ -87,11 +92,12 @@ struct local_cbs {
  */
 struct local_stats {
     uint64_t to_local;           /* stanzas accepted by local_send() */
-    uint64_t delivered;          /* their last byte written to the socket */
+    uint64_t delivered;          /* acknowledged by the server (no_ack_pings: written) */
     uint64_t refused;            /* local_send() returned -1: queue full */
     uint64_t bounced_timeout;    /* bounced: waited longer than queue_max_wait */
     uint64_t bounced_shutdown;   /* bounced: still queued at local_free() */
-    uint64_t requeued;           /* taken back from a dead link's unwritten output */
+    uint64_t requeued;           /* taken back from a dead link (unacknowledged) */
+    uint64_t acks;               /* ack pings answered */
     uint64_t from_local;         /* stanzas read from the local server after the handshake */
     uint64_t passed_up;          /* handed to stanza_take */
     uint64_t rejected;           /* answered to the local server with a stanza error */
@@ -102,7 +108,7 @@ struct local_stats {
     uint64_t disconnects;        /* a link that was up went down */
     size_t queued;               /* waiting now */
     size_t queued_bytes;
-    size_t inflight; /* written into the connection, not yet known to be on the socket */
+    size_t inflight; /* written into the connection, not yet known to be delivered */
 };
 
 /* Starts connecting at once. NULL on bad options (logged) or when memory runs out. */

@@ -214,6 +214,7 @@ def main():
             r.case("muc_to_remote", T.case_muc_to_remote, w)
             r.case("wrong_secret", T.case_wrong_secret, w)
             r.case("ejabberd_restart", T.case_restart, w, r)
+            r.case("ejabberd_crash_unacked", T.case_crash, w, r)
             r.case("counters", T.case_counters, w, r)
         r.case("all_processes_alive", procs.check)
         if r.failed:

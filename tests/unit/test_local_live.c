@@ -98,16 +98,18 @@ print_stats(void)
     const struct local_stats *s = local_stats(L);
 
     out("stats to_local=%llu delivered=%llu bounced_timeout=%llu bounced_shutdown=%llu "
-        "refused=%llu requeued=%llu queued=%zu inflight=%zu from_local=%llu passed_up=%llu "
+        "refused=%llu requeued=%llu acks=%llu queued=%zu inflight=%zu from_local=%llu "
+        "passed_up=%llu "
         "rejected=%llu dropped=%llu connects=%llu handshakes=%llu handshake_failures=%llu "
         "disconnects=%llu",
         (unsigned long long)s->to_local, (unsigned long long)s->delivered,
         (unsigned long long)s->bounced_timeout, (unsigned long long)s->bounced_shutdown,
-        (unsigned long long)s->refused, (unsigned long long)s->requeued, s->queued, s->inflight,
-        (unsigned long long)s->from_local, (unsigned long long)s->passed_up,
-        (unsigned long long)s->rejected, (unsigned long long)s->dropped,
-        (unsigned long long)s->connects, (unsigned long long)s->handshakes,
-        (unsigned long long)s->handshake_failures, (unsigned long long)s->disconnects);
+        (unsigned long long)s->refused, (unsigned long long)s->requeued,
+        (unsigned long long)s->acks, s->queued, s->inflight, (unsigned long long)s->from_local,
+        (unsigned long long)s->passed_up, (unsigned long long)s->rejected,
+        (unsigned long long)s->dropped, (unsigned long long)s->connects,
+        (unsigned long long)s->handshakes, (unsigned long long)s->handshake_failures,
+        (unsigned long long)s->disconnects);
 }
 
 static void
