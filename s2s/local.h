@@ -122,8 +122,9 @@ struct local *local_new(struct event_base *base, const struct local_options *opt
  * it with service-unavailable itself.
  */
 int local_send(struct local *l, struct stanza *st);
-/* Closes the stream gracefully (output already written still leaves) and bounces what
- * is queued with remote-server-timeout, from inside this call. */
+/* Closes the stream gracefully: stanzas already written still leave (they are counted
+ * delivered, acknowledged or not); what is queued is bounced with remote-server-timeout,
+ * from inside this call (the owner's bounce path must still work). */
 void local_free(struct local *l);
 
 bool local_is_up(const struct local *l);
