@@ -267,6 +267,13 @@ def case_counters(w, r):
     assert stats["passed_up"] == stats["from_local"], stats
 
 
+def case_prosody_log_clean(w):
+    """No error or traceback in Prosody's log: the module and the link behaved."""
+    with open(w.a.log, errors="replace") as f:
+        bad = [line for line in f if "\terror\t" in line or "Traceback" in line]
+    assert not bad, "".join(bad[:5])
+
+
 def main():
     r = Runner()
     if not os.access(os.path.join(BIN, "test_local_live"), os.X_OK):
@@ -288,6 +295,7 @@ def main():
             r.case("prosody_restart", case_restart, w, r)
             r.case("prosody_crash_unacked", case_crash, w, r)
             r.case("counters", case_counters, w, r)
+        r.case("prosody_log_clean", case_prosody_log_clean, w)
         r.case("all_processes_alive", procs.check)
         if r.failed:
             scratch.failed()

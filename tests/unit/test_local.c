@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
@@ -85,10 +86,12 @@ struct srv {
     bool mute;         /* leave ack pings unanswered */
     unsigned pings;    /* ack pings received */
     unsigned answered; /* ... and answered */
-    unsigned accepts;  /* connections accepted */
-    unsigned headers;  /* stream headers seen */
-    unsigned good_hs;  /* correct digests */
-    unsigned bad_hs;   /* wrong digests */
+    bool count_only;   /* count stanzas (nrecv) instead of keeping them */
+    size_t nrecv;
+    unsigned accepts; /* connections accepted */
+    unsigned headers; /* stream headers seen */
+    unsigned good_hs; /* correct digests */
+    unsigned bad_hs;  /* wrong digests */
     char hdr_to[128], hdr_ns[64];
     bool hdr_version;
     char id[32];
@@ -177,6 +180,11 @@ srv_stanza(void *arg, struct stanza *st)
             conn_printf(S.c, "<iq type='result' id='%s' from='a.test' to='s2s.a.test'/>",
                         stanza_attr(st, "id"));
         }
+        stanza_free(st);
+        return;
+    }
+    if (S.count_only) {
+        S.nrecv++;
         stanza_free(st);
         return;
     }
@@ -728,6 +736,43 @@ test_ack_timeout(void **state)
     check_invariant();
 }
 
+static double
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A burst through the link, both ends in this process (a number, not an assertion):
+ * how many ack pings a burst costs (one per round trip, not one per stanza). */
+static void
+test_burst(void **state)
+{
+    struct local_options o = opts();
+    unsigned i, n = 20000;
+    double t0;
+    const struct local_stats *s;
+
+    (void)state;
+    o.queue_stanzas = n;
+    S.count_only = true;
+    srv_listen();
+    start(&o);
+    RUN_UNTIL(local_is_up(L));
+    s = local_stats(L);
+    t0 = mono_ms();
+    for (i = 0; i < n; i++)
+        assert_int_equal(local_send(L, msg(i, 150)), 0);
+    RUN_UNTIL_T(s->delivered == n, 60);
+    assert_int_equal(S.nrecv, n);
+    assert_true(s->acks < n / 10);
+    check_invariant();
+    print_message("# burst: %u stanzas delivered and acknowledged in %.0f ms, %llu ack pings\n", n,
+                  mono_ms() - t0, (unsigned long long)s->acks);
+}
+
 /* Stanzas from the local server: good ones go up, bad ones get a stanza error back
  * (RFC 6120 §8.3.3) and never reach the router. */
 static void
@@ -874,6 +919,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_requeue_unacked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeue_unwritten_no_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_from_local_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehoming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_bounces, setup, teardown),
