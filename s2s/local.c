@@ -72,6 +72,7 @@ struct local {
     struct xmlstream *xs;
     struct qlist queue, inflight;
     struct event *ev_retry, *ev_handshake, *ev_expire, *ev_trim, *ev_ack, *ev_ack_timeout;
+    struct event *ev_keepalive;
     bool acks;         /* ping acknowledgements (not opt.no_ack_pings) */
     bool ping_out;     /* an ack ping awaits its answer */
     uint64_t ping_seq; /* numbers ping ids */
@@ -297,19 +298,14 @@ ack_arm(struct local *l)
         evtimer_add(l->ev_ack, &zero);
 }
 
-/* XEP-0199 ping to the hosted domain: its answer acknowledges what was written before. */
+/* XEP-0199 ping to the hosted domain: its answer acknowledges what was written before
+ * (and shows the server is alive). */
 static void
-ack_cb(evutil_socket_t fd, short what, void *arg)
+ping_send(struct local *l)
 {
-    struct local *l = arg;
-    struct evbuffer *out;
+    struct evbuffer *out = conn_output(l->conn);
     struct timeval tv = tv_of(l->opt.ack_timeout);
 
-    (void)fd;
-    (void)what;
-    if (l->state != LOCAL_UP || l->ping_out || TAILQ_EMPTY(&l->inflight))
-        return;
-    out = conn_output(l->conn);
     snprintf(l->ping_id, sizeof(l->ping_id), LOCAL_ACK_ID "%llu",
              (unsigned long long)++l->ping_seq);
     if (evbuffer_add_printf(out, "<iq type='get' id='%s' from='", l->ping_id) == -1 ||
@@ -323,6 +319,34 @@ ack_cb(evutil_socket_t fd, short what, void *arg)
     l->ping_end = conn_stats(l->conn)->bytes_out + evbuffer_get_length(out);
     l->ping_out = true;
     evtimer_add(l->ev_ack_timeout, &tv);
+}
+
+static void
+ack_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct local *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->state == LOCAL_UP && !l->ping_out && !TAILQ_EMPTY(&l->inflight))
+        ping_send(l);
+}
+
+/*
+ * Every keepalive_interval on an idle link: a ping, so a server that went away
+ * without a FIN/RST (host down, half-open TCP, hung process) is found before the next
+ * stanza needs it, and middleboxes keep the connection. (Prosody 0.12 never closes an
+ * idle component link: it only writes a space when its read timeout fires.)
+ */
+static void
+keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct local *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->state == LOCAL_UP && !l->ping_out && TAILQ_EMPTY(&l->inflight))
+        ping_send(l);
 }
 
 static void
@@ -569,6 +593,11 @@ link_up(struct local *l)
     enter_state(l, LOCAL_UP);
     l->failures = 0;
     l->stats.handshakes++;
+    if (l->opt.keepalive_interval > 0) {
+        struct timeval tv = tv_of(l->opt.keepalive_interval);
+
+        evtimer_add(l->ev_keepalive, &tv);
+    }
     log_info("local: link up domain=%s component=%s server=%s queued=%zu", l->domain, l->name,
              conn_peer(l->conn), l->stats.queued);
     queue_flush(l);
@@ -740,6 +769,7 @@ link_fail(struct local *l, const char *why)
     evtimer_del(l->ev_handshake);
     evtimer_del(l->ev_ack);
     evtimer_del(l->ev_ack_timeout);
+    evtimer_del(l->ev_keepalive);
     l->ping_out = false;
     if (l->conn != NULL) {
         struct evbuffer *out = conn_output(l->conn);
@@ -885,6 +915,8 @@ local_new(struct event_base *base, const struct local_options *opt, const struct
     DEFAULT(queue_bytes, 16 * 1024 * 1024);
     DEFAULT(queue_max_wait, 60);
     DEFAULT(ack_timeout, 10);
+    if (l->opt.keepalive_interval == 0)
+        l->opt.keepalive_interval = 60;
 #undef DEFAULT
     if (l->opt.backoff_max < l->opt.backoff_min)
         l->opt.backoff_max = l->opt.backoff_min;
@@ -900,9 +932,10 @@ local_new(struct event_base *base, const struct local_options *opt, const struct
     l->ev_trim = evtimer_new(base, trim_cb, l);
     l->ev_ack = evtimer_new(base, ack_cb, l);
     l->ev_ack_timeout = evtimer_new(base, ack_timeout_cb, l);
+    l->ev_keepalive = event_new(base, -1, EV_PERSIST, keepalive_cb, l);
     l->acks = !opt->no_ack_pings;
     if (!ok || !l->ev_retry || !l->ev_handshake || !l->ev_expire || !l->ev_trim || !l->ev_ack ||
-        !l->ev_ack_timeout) {
+        !l->ev_ack_timeout || !l->ev_keepalive) {
         local_free(l);
         return NULL;
     }
@@ -954,6 +987,8 @@ local_free(struct local *l)
         event_free(l->ev_ack);
     if (l->ev_ack_timeout)
         event_free(l->ev_ack_timeout);
+    if (l->ev_keepalive)
+        event_free(l->ev_keepalive);
     free(l->name);
     free(l->domain);
     free(l->host);

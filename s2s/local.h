@@ -69,6 +69,7 @@ struct local_options {
     double queue_max_wait;          /* seconds a stanza may wait before it is bounced (0: 60) */
     double ack_timeout;             /* seconds an ack ping may go unanswered (0: 10) */
     bool no_ack_pings;              /* count written stanzas as delivered (see above) */
+    double keepalive_interval;      /* seconds between pings on an idle link (0: 60, <0: none) */
     struct xmlstream_limits limits; /* for the server's stream; zeroes: the defaults */
 };
 

@@ -736,6 +736,30 @@ test_ack_timeout(void **state)
     check_invariant();
 }
 
+/* An idle link pings every keepalive_interval; a server that stops answering is
+ * dropped after ack_timeout and reconnected, with no stanza needed to notice. */
+static void
+test_keepalive(void **state)
+{
+    struct local_options o = opts();
+
+    (void)state;
+    o.keepalive_interval = 0.05;
+    o.ack_timeout = 0.3;
+    srv_listen();
+    start(&o);
+    RUN_UNTIL(local_is_up(L));
+    RUN_UNTIL(local_stats(L)->acks >= 3);
+    assert_int_equal(O.downs, 0);
+    assert_true(S.pings >= 3);
+    S.mute = true;
+    RUN_UNTIL(O.downs == 1);
+    assert_int_equal(local_stats(L)->to_local, 0);
+    S.mute = false;
+    RUN_UNTIL(O.ups == 2);
+    check_invariant();
+}
+
 static double
 mono_ms(void)
 {
@@ -920,6 +944,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_requeue_unwritten_no_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_from_local_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehoming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_bounces, setup, teardown),
