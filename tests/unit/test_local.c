@@ -745,7 +745,7 @@ test_keepalive(void **state)
 
     (void)state;
     o.keepalive_interval = 0.05;
-    o.ack_timeout = 0.3;
+    o.ack_timeout = 1; /* generous: a busy machine must not fake a hung server */
     srv_listen();
     start(&o);
     RUN_UNTIL(local_is_up(L));
@@ -795,6 +795,32 @@ test_burst(void **state)
     check_invariant();
     print_message("# burst: %u stanzas delivered and acknowledged in %.0f ms, %llu ack pings\n", n,
                   mono_ms() - t0, (unsigned long long)s->acks);
+}
+
+/* Bad XML from the server: the link answers with the stream error (RFC 6120 §4.9.3.13),
+ * goes down and reconnects; stanzas sent meanwhile arrive after the reconnect. */
+static void
+test_bad_xml_from_server(void **state)
+{
+    struct local_options o = opts();
+    struct stanza_elem *cond;
+
+    (void)state;
+    srv_listen();
+    start(&o);
+    RUN_UNTIL(local_is_up(L));
+    srv_send("<message from='alice@a.test' to='bob@remote.test'></presence>");
+    RUN_UNTIL(O.downs == 1);
+    RUN_UNTIL(S.ngot == 1); /* the graceful close delivers the error */
+    assert_string_equal(stanza_name(S.got[0]), "error");
+    cond = stanza_elem_first(stanza_root(S.got[0]));
+    assert_non_null(cond);
+    assert_string_equal(cond->name, "not-well-formed");
+    assert_int_equal(local_send(L, msg(1, 0)), 0);
+    RUN_UNTIL(O.ups == 2);
+    RUN_UNTIL(local_stats(L)->delivered == 1);
+    assert_int_equal(O.ntaken, 0);
+    check_invariant();
 }
 
 /* Stanzas from the local server: good ones go up, bad ones get a stanza error back
@@ -945,6 +971,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ack_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_xml_from_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_from_local_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rehoming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_bounces, setup, teardown),
