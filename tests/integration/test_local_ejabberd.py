@@ -208,7 +208,8 @@ def main():
         r.fail("setup", f"no {T.BIN}/test_local_live (build first)")
         return r.finish()
     if not shutil.which("erl") or not os.path.isdir(EJ):
-        r.note("ejabberd 23.01 / erlang not installed: skipped")
+        # scripts/deps installs ejabberd: its absence is a broken set-up, not a pass.
+        r.fail("setup", "ejabberd 23.01 / erlang not installed (run scripts/deps)")
         return r.finish()
     with P.Scratch("local_ejabberd") as scratch, P.Procs(scratch) as procs:
         try:
