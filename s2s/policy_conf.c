@@ -538,7 +538,7 @@ load_rule(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
     const config_setting_t *s, *s_list, *s_name, *s_text;
     const char *name = NULL, *list = NULL, *text = NULL;
     struct strv_arg types = {&r->types, &r->ntypes}, nss = {&r->ns, &r->nns};
-    unsigned long long size;
+    unsigned long long size = 0;
 
     if (!config_setting_is_group(g))
         return perr(b, g, "expected a group { kind = ...; action = ...; }");
