@@ -369,6 +369,52 @@ domainlist_lookup_key(const struct domainlist *dl, const struct domainlist_key *
     return 0;
 }
 
+size_t
+domainlist_matches(const struct domainlist *dl, const struct domainlist_key *k, uint32_t *values,
+                   size_t max)
+{
+    size_t total, n = 0;
+    struct slot *s;
+
+    if (dl->live == 0 || k->nlabels == 0)
+        return 0;
+    total = strlen(k->name);
+    for (unsigned i = 0; i < k->nlabels; i++) {
+        unsigned flag = i == 0 ? DOMAINLIST_EXACT : DOMAINLIST_SUBTREE;
+
+        s = find(dl, k->name + k->off[i], total - k->off[i], k->hash[i]);
+        if (s == NULL || !(s->flags & flag))
+            continue;
+        if (n < max)
+            values[n] = s->value[i == 0 ? 0 : 1];
+        n++;
+    }
+    return n;
+}
+
+int
+domainlist_get(const struct domainlist *dl, const char *pattern, uint32_t *value)
+{
+    char norm[DOMAINLIST_NAME_MAX], why[64];
+    unsigned flag = DOMAINLIST_EXACT;
+    const char *name = norm;
+    struct slot *s;
+    size_t len;
+
+    if (domainlist_normalize(pattern, true, norm, sizeof(norm), why, sizeof(why)) != NULL)
+        return 0;
+    if (name[0] == '*') {
+        flag = DOMAINLIST_SUBTREE;
+        name += 2;
+    }
+    len = strlen(name);
+    if ((s = find(dl, name, len, hash_name(name, len))) == NULL || !(s->flags & flag))
+        return 0;
+    if (value != NULL)
+        *value = s->value[flag == DOMAINLIST_EXACT ? 0 : 1];
+    return 1;
+}
+
 unsigned
 domainlist_lookup(const struct domainlist *dl, const char *domain, uint32_t *value)
 {

@@ -84,6 +84,15 @@ struct domainlist_key {
 void domainlist_key_init(struct domainlist_key *k, const char *domain);
 unsigned domainlist_lookup_key(const struct domainlist *dl, const struct domainlist_key *k,
                                uint32_t *value);
+/*
+ * Every entry that matches k, not only the most specific: the exact entry for the name,
+ * then the "*." entries of its parent suffixes, longest first. Writes up to max values
+ * and returns how many matched (possibly more than max).
+ */
+size_t domainlist_matches(const struct domainlist *dl, const struct domainlist_key *k,
+                          uint32_t *values, size_t max);
+/* The value of exactly this pattern ("*.example.org" is not "example.org"): 1 found. */
+int domainlist_get(const struct domainlist *dl, const char *pattern, uint32_t *value);
 
 /*
  * Reads a list file (value 0 for every entry). flags: DOMAINLIST_SUBTREE makes every

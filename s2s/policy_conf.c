@@ -339,6 +339,7 @@ list_get(struct pbuild *b, const config_setting_t *s, const char *name, unsigned
     }
     pl->path = xstrdup(path);
     pl->flags = flags;
+    pl->index = b->p->nlists++;
     pl->next = b->p->lists;
     b->p->lists = pl;
     return pl;
@@ -460,15 +461,25 @@ add_string(struct pbuild *b, const config_setting_t *s, const char *v, void *arg
 }
 
 static int
-rule_domains(struct pbuild *b, const config_setting_t *g, const char *name, struct domainlist **out)
+add_rule_pattern(struct pbuild *b, const config_setting_t *s, const char *v, void *arg)
+{
+    char norm[DOMAINLIST_NAME_MAX], why[96];
+    const char *bad;
+
+    if ((bad = domainlist_normalize(v, true, norm, sizeof(norm), why, sizeof(why))) != NULL)
+        return perr(b, s, "\"%s\" is not a domain pattern: %s", v, bad);
+    return add_string(b, s, norm, arg);
+}
+
+static int
+rule_domains(struct pbuild *b, const config_setting_t *g, const char *name, char ***v, size_t *n)
 {
     const config_setting_t *s = config_setting_get_member(g, name);
-    struct pattern_arg pa = {NULL, 0};
+    struct strv_arg sa = {v, n};
 
     if (s == NULL)
         return 0;
-    pa.dl = *out = domainlist_new();
-    return each_string(b, s, add_pattern, &pa);
+    return each_string(b, s, add_rule_pattern, &sa);
 }
 
 static int
@@ -545,8 +556,8 @@ load_rule(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
     if (check_keys(b, g, rule_keys) == -1 || get_string(b, g, "name", &name, &s_name) == -1)
         return -1;
     origin_set(b, g, name, "stanzas", &r->at);
-    if (rule_direction(b, g, r) == -1 || rule_domains(b, g, "local", &r->local) == -1 ||
-        rule_domains(b, g, "remote", &r->remote) == -1 ||
+    if (rule_direction(b, g, r) == -1 || rule_domains(b, g, "local", &r->local, &r->nlocal) == -1 ||
+        rule_domains(b, g, "remote", &r->remote, &r->nremote) == -1 ||
         get_string(b, g, "remote_list", &list, &s_list) == -1)
         return -1;
     if (s_list != NULL && (r->remote_list = list_get(b, s_list, list, 0)) == NULL)
@@ -639,11 +650,10 @@ policy_conf_load(const config_setting_t *section, const char *conf_dir, char *er
     struct pbuild b = {.dir = conf_dir, .err = err, .errlen = errlen};
 
     b.p = policy_alloc();
-    if (section == NULL)
-        return b.p;
-    if (load_section(&b, section) == -1) {
+    if (section != NULL && load_section(&b, section) == -1) {
         policy_destroy(b.p);
         return NULL;
     }
+    policy_index_build(b.p);
     return b.p;
 }

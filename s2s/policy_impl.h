@@ -13,7 +13,8 @@
 /* A list file, loaded once per policy however many entries and rules name it. */
 struct policy_list {
     struct policy_list *next;
-    char *path; /* absolute */
+    size_t index; /* 0.. in order of creation: rows of the rule index */
+    char *path;   /* absolute */
     unsigned flags;
     struct domainlist_file *file;
 };
@@ -42,9 +43,11 @@ struct policy_rule {
     size_t nns;
     bool has_larger_than;
     size_t larger_than;
-    struct domainlist *local;        /* NULL: any */
-    struct domainlist *remote;       /* inline patterns; NULL: none */
-    struct policy_list *remote_list; /* NULL: none; remote matches either */
+    char **local; /* normalized patterns; none: any */
+    size_t nlocal;
+    char **remote; /* normalized patterns; remote matches these or remote_list */
+    size_t nremote;
+    struct policy_list *remote_list; /* NULL: none */
     struct ratelimit_spec limit;     /* active: matches only stanzas over this rate */
     struct ratelimit_table *limit_table;
     enum policy_verdict action;
@@ -66,6 +69,8 @@ struct policy {
     size_t nrules;
     uint64_t default_hits;
     struct policy_list *lists;
+    size_t nlists;
+    struct policy_index *index; /* the rules compiled for policy_check_stanza() */
     struct ratelimit_spec address_rate;
     unsigned max_conns_per_address;
     double list_check_interval; /* seconds; 0: never */
@@ -75,5 +80,7 @@ struct policy {
 struct policy *policy_alloc(void);
 /* Frees p whatever its reference count (the builder's error path). */
 void policy_destroy(struct policy *p);
+/* Compiles the stanza rules into bitmaps; the builder calls it last. */
+void policy_index_build(struct policy *p);
 
 #endif
