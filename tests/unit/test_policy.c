@@ -436,6 +436,163 @@ test_rule_limit(void **state)
     policy_unref(p);
 }
 
+/*
+ * The rule index against the rules read one by one: random rule sets over small
+ * vocabularies (so that fields collide often), random stanzas, and a plain first-match
+ * written here; both must name the same rule. Fixed seed: reproducible.
+ */
+struct naive_rule {
+    int dir;            /* 0 any, 1 in, 2 out */
+    unsigned kinds;     /* 0 any */
+    const char *type;   /* NULL any */
+    const char *ns[2];  /* NULL any */
+    const char *local;  /* NULL any */
+    const char *remote; /* NULL: no patterns */
+    bool list;          /* remote_list = "rl.txt" */
+    long larger;        /* -1 none */
+};
+
+static const char *const types[] = {"chat", "normal", "groupchat", "subscribe",
+                                    "get",  "set",    "available", "error"};
+static const char *const nss[] = {"urn:a", "urn:b", "urn:c", "jabber:x:oob"};
+static const char *const locals[] = {"example.org", "*.example.org", "muc.example.org"};
+static const char *const remotes[] = {"a.example", "*.a.example", "b.example", "*.example",
+                                      "x.y.b.example"};
+static const char *const stanza_remotes[] = {"a.example",     "m.a.example",    "b.example",
+                                             "x.y.b.example", "listed.example", "z.listed.example",
+                                             "other.net"};
+static const char *const stanza_locals[] = {"example.org", "muc.example.org", "x.muc.example.org"};
+
+static bool
+naive_domain(const char *pat, const char *d)
+{
+    size_t lp, ld;
+
+    if (strncmp(pat, "*.", 2) != 0)
+        return strcmp(pat, d) == 0;
+    lp = strlen(pat + 1); /* ".suffix" */
+    ld = strlen(d);
+    return ld > lp && strcmp(d + ld - lp, pat + 1) == 0;
+}
+
+static bool
+naive_match(const struct naive_rule *r, const struct policy_stanza_facts *f)
+{
+    const char *type = f->type != NULL                   ? f->type
+                       : f->kind == POLICY_KIND_MESSAGE  ? "normal"
+                       : f->kind == POLICY_KIND_PRESENCE ? "available"
+                                                         : "";
+    bool ns_ok = r->ns[0] == NULL, remote_ok;
+
+    if (r->dir != 0 && r->dir != (int)f->dir)
+        return false;
+    if (r->kinds != 0 && !(r->kinds & (unsigned)f->kind))
+        return false;
+    if (r->type != NULL && strcmp(r->type, type) != 0)
+        return false;
+    for (size_t i = 0; i < f->nns && !ns_ok; i++)
+        for (int j = 0; j < 2; j++)
+            if (r->ns[j] != NULL && strcmp(r->ns[j], f->ns[i]) == 0)
+                ns_ok = true;
+    if (!ns_ok)
+        return false;
+    if (r->local != NULL && !naive_domain(r->local, f->local))
+        return false;
+    remote_ok = r->remote == NULL && !r->list;
+    if (r->remote != NULL && naive_domain(r->remote, f->remote))
+        remote_ok = true;
+    if (r->list &&
+        (strcmp(f->remote, "listed.example") == 0 || strcmp(f->remote, "b.example") == 0))
+        remote_ok = true;
+    if (!remote_ok)
+        return false;
+    return r->larger < 0 || (long)f->size > r->larger;
+}
+
+static void
+test_index_matches_naive(void **state)
+{
+    enum { NRULES = 150, NSTANZAS = 20000 };
+    static struct naive_rule rules[NRULES];
+    static char text[NRULES * 300];
+    size_t off = 0;
+    struct policy *p;
+    struct policy_decision d;
+    unsigned seed = 12345;
+
+    write_file("rl.txt", "listed.example\nb.example\n");
+    off += (size_t)snprintf(text + off, sizeof(text) - off, "policy = { stanzas = (\n");
+    for (int i = 0; i < NRULES; i++) {
+        struct naive_rule *r = &rules[i];
+
+        r->dir = rand_r(&seed) % 3;
+        r->kinds = rand_r(&seed) % 3 == 0 ? (unsigned)(1 << (rand_r(&seed) % 3)) : 0;
+        r->type = rand_r(&seed) % 3 == 0 ? types[rand_r(&seed) % 8] : NULL;
+        r->ns[0] = rand_r(&seed) % 4 == 0 ? nss[rand_r(&seed) % 4] : NULL;
+        r->ns[1] = r->ns[0] != NULL && rand_r(&seed) % 2 ? nss[rand_r(&seed) % 4] : NULL;
+        r->local = rand_r(&seed) % 4 == 0 ? locals[rand_r(&seed) % 3] : NULL;
+        r->remote = rand_r(&seed) % 3 == 0 ? remotes[rand_r(&seed) % 5] : NULL;
+        r->list = rand_r(&seed) % 6 == 0;
+        r->larger = rand_r(&seed) % 5 == 0 ? rand_r(&seed) % 1000 : -1;
+        off += (size_t)snprintf(text + off, sizeof(text) - off,
+                                "%s{ name = \"r%d\"; action = \"log\";", i == 0 ? "" : ",\n", i);
+        if (r->dir != 0)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " direction = \"%s\";",
+                                    r->dir == 1 ? "in" : "out");
+        if (r->kinds != 0)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " kind = \"%s\";",
+                                    r->kinds == 1   ? "message"
+                                    : r->kinds == 2 ? "presence"
+                                                    : "iq");
+        if (r->type != NULL)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " type = \"%s\";", r->type);
+        if (r->ns[0] != NULL)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " ns = [\"%s\"%s%s%s];",
+                                    r->ns[0], r->ns[1] ? ", \"" : "", r->ns[1] ? r->ns[1] : "",
+                                    r->ns[1] ? "\"" : "");
+        if (r->local != NULL)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " local = \"%s\";", r->local);
+        if (r->remote != NULL)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " remote = \"%s\";", r->remote);
+        if (r->list)
+            off += (size_t)snprintf(text + off, sizeof(text) - off, " remote_list = \"rl.txt\";");
+        if (r->larger >= 0)
+            off +=
+                (size_t)snprintf(text + off, sizeof(text) - off, " larger_than = %ld;", r->larger);
+        off += (size_t)snprintf(text + off, sizeof(text) - off, " }");
+    }
+    snprintf(text + off, sizeof(text) - off, "\n); };\n");
+    p = load(text);
+
+    for (int n = 0; n < NSTANZAS; n++) {
+        struct policy_stanza_facts f = {0};
+        const char *expected = "default";
+        char name[16];
+
+        f.dir = rand_r(&seed) % 2 ? POLICY_IN : POLICY_OUT;
+        f.kind = (enum policy_kind)(1 << (rand_r(&seed) % 3));
+        f.type = rand_r(&seed) % 4 == 0 ? NULL : types[rand_r(&seed) % 8];
+        f.nns = (size_t)(rand_r(&seed) % 3);
+        for (size_t i = 0; i < f.nns; i++)
+            f.ns[i] = nss[rand_r(&seed) % 4];
+        f.local = stanza_locals[rand_r(&seed) % 3];
+        f.remote = stanza_remotes[rand_r(&seed) % 7];
+        f.size = (size_t)(rand_r(&seed) % 1200);
+        f.now = 1;
+        for (int i = 0; i < NRULES; i++) {
+            if (naive_match(&rules[i], &f)) {
+                snprintf(name, sizeof(name), "r%d", i);
+                expected = name;
+                break;
+            }
+        }
+        policy_check_stanza(p, &f, &d);
+        if (strcmp(d.rule, expected) != 0)
+            fail_msg("stanza %d: index says %s, rules in order say %s", n, d.rule, expected);
+    }
+    policy_unref(p);
+}
+
 /* --- rates ------------------------------------------------------------------------------- */
 
 static void
@@ -509,6 +666,7 @@ main(void)
         cmocka_unit_test(test_rule_fields),
         cmocka_unit_test(test_rule_order_and_actions),
         cmocka_unit_test(test_rule_limit),
+        cmocka_unit_test(test_index_matches_naive),
         cmocka_unit_test(test_rates),
         cmocka_unit_test(test_reload_swap),
     };
