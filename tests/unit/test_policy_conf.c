@@ -419,6 +419,39 @@ test_example_subscription_limit(void **state)
     policy_unref(p);
 }
 
+/* The snippet in conf/policy/README (for conf/s2sproxy.conf) loads as written. */
+static void
+test_readme_snippet(void **state)
+{
+    const char *srcdir = getenv("S2S_SRCDIR");
+    char path[PATH_MAX * 2], *text, *cut;
+    struct policy *p;
+    long len;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/conf/policy/README", srcdir != NULL ? srcdir : ".");
+    f = fopen(path, "r");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    rewind(f);
+    text = calloc(1, (size_t)len + 1);
+    assert_non_null(text);
+    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    cut = strstr(text, "8<--");
+    assert_non_null(cut);
+    cut = strchr(cut, '\n');
+    assert_non_null(cut);
+    p = policytest_load_text(tmpdir, "snippet.conf", cut + 1, err, sizeof(err));
+    free(text);
+    if (p == NULL)
+        fail_msg("%s", err);
+    assert_true(policy_terms(p, "x.example", NULL)->federate);
+    assert_int_equal(policy_rule_count(p), 1);
+    policy_unref(p);
+}
+
 int
 main(void)
 {
@@ -434,6 +467,7 @@ main(void)
         cmocka_unit_test(test_example_require_certificates),
         cmocka_unit_test(test_example_no_file_transfer),
         cmocka_unit_test(test_example_subscription_limit),
+        cmocka_unit_test(test_readme_snippet),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
