@@ -7,11 +7,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -47,6 +50,19 @@ struct domainlist_file {
     off_t size;
     struct timespec mtime;
     struct event *timer;
+
+    /* A re-read started by the timer runs in a thread: 100,000 lines take tens of
+     * milliseconds, too long for the loop. The thread writes one byte to done[1] when
+     * it has finished; the loop then takes its result. */
+    bool busy;
+    pthread_t worker;
+    int done[2];
+    struct event *done_ev;
+    struct stat pending_st;
+    struct domainlist *pending;
+    char pending_err[512];
+    struct stat bad_st; /* the version that failed last: not read again until it changes */
+    bool has_bad;
 };
 
 /* --- names ---------------------------------------------------------------------------- */
@@ -551,13 +567,34 @@ domainlist_file_open(const char *path, unsigned flags, char *err, size_t errlen)
     return f;
 }
 
+static void
+worker_join(struct domainlist_file *f)
+{
+    char c;
+
+    if (!f->busy)
+        return;
+    pthread_join(f->worker, NULL);
+    while (read(f->done[0], &c, 1) == 1)
+        ;
+    f->busy = false;
+}
+
 void
 domainlist_file_free(struct domainlist_file *f)
 {
     if (f == NULL)
         return;
+    worker_join(f);
+    domainlist_free(f->pending);
     if (f->timer != NULL)
         event_free(f->timer);
+    if (f->done_ev != NULL)
+        event_free(f->done_ev);
+    if (f->done_ev != NULL || f->timer != NULL) {
+        close(f->done[0]);
+        close(f->done[1]);
+    }
     domainlist_free(f->list);
     free(f->path);
     free(f);
@@ -578,20 +615,77 @@ domainlist_file_path(const struct domainlist_file *f)
 int
 domainlist_file_check(struct domainlist_file *f, char *err, size_t errlen)
 {
+    /* Synchronous: a read the timer started is waited for and superseded. */
+    worker_join(f);
+    domainlist_free(f->pending);
+    f->pending = NULL;
     return file_reload(f, err, errlen);
 }
 
+static void *
+worker_main(void *arg)
+{
+    struct domainlist_file *f = arg;
+    char c = 'x';
+
+    f->pending = domainlist_load(f->path, f->flags, f->pending_err, sizeof(f->pending_err));
+    while (write(f->done[1], &c, 1) == -1 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* The thread has finished: its table replaces the current one, or the error is logged. */
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct domainlist_file *f = arg;
+
+    if (!f->busy) /* joined meanwhile by domainlist_file_check() */
+        return;
+    worker_join(f);
+    if (f->pending == NULL) {
+        log_warn("domain list not reloaded, keeping %zu entries: %s", f->list->count,
+                 f->pending_err);
+        f->bad_st = f->pending_st;
+        f->has_bad = true;
+        return;
+    }
+    f->has_bad = false;
+    domainlist_free(f->list);
+    f->list = f->pending;
+    f->pending = NULL;
+    f->dev = f->pending_st.st_dev;
+    f->ino = f->pending_st.st_ino;
+    f->size = f->pending_st.st_size;
+    f->mtime = f->pending_st.st_mtim;
+    log_info("domain list reloaded file=%s entries=%zu", f->path, f->list->count);
+}
+
+/* The timer: a stat() in the loop; reading a changed file goes to a thread. */
 static void
 watch_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct domainlist_file *f = arg;
-    char err[512];
-    int rc;
 
-    if ((rc = file_reload(f, err, sizeof(err))) == 1)
-        log_info("domain list reloaded file=%s entries=%zu", f->path, f->list->count);
-    else if (rc == -1)
-        log_warn("domain list not reloaded, keeping %zu entries: %s", f->list->count, err);
+    if (f->busy)
+        return;
+    if (stat(f->path, &f->pending_st) == -1) {
+        log_warn("domain list %s: cannot read: %s (keeping %zu entries)", f->path, strerror(errno),
+                 f->list->count);
+        return;
+    }
+    if (same_file(f, &f->pending_st))
+        return;
+    if (f->has_bad && f->bad_st.st_ino == f->pending_st.st_ino &&
+        f->bad_st.st_size == f->pending_st.st_size &&
+        f->bad_st.st_mtim.tv_sec == f->pending_st.st_mtim.tv_sec &&
+        f->bad_st.st_mtim.tv_nsec == f->pending_st.st_mtim.tv_nsec)
+        return; /* still the broken version: logged once */
+    f->busy = true;
+    if (pthread_create(&f->worker, NULL, worker_main, f) != 0) {
+        f->busy = false;
+        log_warn("domain list %s: cannot start a reader thread", f->path);
+    }
 }
 
 int
@@ -599,15 +693,26 @@ domainlist_file_watch(struct domainlist_file *f, struct event_base *base, double
 {
     struct timeval tv;
 
+    worker_join(f);
+    domainlist_free(f->pending);
+    f->pending = NULL;
     if (f->timer != NULL) {
         event_free(f->timer);
-        f->timer = NULL;
+        event_free(f->done_ev);
+        close(f->done[0]);
+        close(f->done[1]);
+        f->timer = f->done_ev = NULL;
     }
     if (interval <= 0)
         return 0;
-    if ((f->timer = event_new(base, -1, EV_PERSIST, watch_cb, f)) == NULL)
+    if (pipe2(f->done, O_CLOEXEC | O_NONBLOCK) == -1)
         return -1;
+    if ((f->timer = event_new(base, -1, EV_PERSIST, watch_cb, f)) == NULL ||
+        (f->done_ev = event_new(base, f->done[0], EV_READ | EV_PERSIST, done_cb, f)) == NULL)
+        fatalx("event_new");
     tv.tv_sec = (time_t)interval;
     tv.tv_usec = (suseconds_t)((interval - floor(interval)) * 1e6);
+    if (event_add(f->done_ev, NULL) == -1)
+        return -1;
     return event_add(f->timer, &tv);
 }

@@ -15,7 +15,9 @@
  * A file is read in full into a new table; any bad line refuses the whole file with
  * "FILE:LINE: why". A domainlist_file keeps the current table of one file and can
  * re-read it when the file changes (checked by a libevent timer): the new table is built
- * in full, then replaces the old one; a bad new file keeps the old table.
+ * in full, then replaces the old one; a bad new file keeps the old table. Reading 100,000
+ * lines takes tens of milliseconds (bench/README-policy.md), so the timer's re-read runs
+ * in a thread of its own and the loop only swaps the finished table in.
  *
  * Threads: a list and a domainlist_file belong to the thread of the loop that uses them.
  * domainlist_add()/domainlist_remove() are there for lists fed at run time (a real-time
@@ -108,11 +110,16 @@ void domainlist_file_free(struct domainlist_file *f);
 struct domainlist *domainlist_file_list(const struct domainlist_file *f);
 const char *domainlist_file_path(const struct domainlist_file *f);
 /*
- * Re-reads the file if its inode, size or modification time changed: 1 replaced, 0
- * unchanged, -1 error (err set, the old table stays).
+ * Re-reads the file now, in the caller's thread (SIGHUP, tests), if its inode, size or
+ * modification time changed: 1 replaced, 0 unchanged, -1 error (err set, the old table
+ * stays).
  */
 int domainlist_file_check(struct domainlist_file *f, char *err, size_t errlen);
-/* Checks every interval seconds on base (0 stops); changes and errors are logged. */
+/*
+ * Checks every interval seconds on base (0 stops): a stat() in the loop; a changed file is
+ * read by a thread and its table swapped in by the loop when done. Changes and errors are
+ * logged (a broken version once).
+ */
 int domainlist_file_watch(struct domainlist_file *f, struct event_base *base, double interval);
 
 #endif

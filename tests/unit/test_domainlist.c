@@ -354,7 +354,8 @@ test_file_check(void **state)
     domainlist_file_free(f);
 }
 
-/* The timer re-reads the file: one loop pass runs the first timeout, no sleeping. */
+/* The timer re-reads a changed file in a thread: one loop pass runs the timer, the next
+ * the completion. No sleeping: each pass blocks until its event. */
 static void
 test_file_watch_timer(void **state)
 {
@@ -368,8 +369,25 @@ test_file_watch_timer(void **state)
     assert_non_null(f);
     touch_later("t.txt", "z.example\n");
     assert_int_equal(domainlist_file_watch(f, base, 0.01), 0);
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0); /* timer: thread started */
+    assert_true(domainlist_contains(domainlist_file_list(f), "a.example"));
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0); /* thread done: swapped */
+    assert_true(domainlist_contains(domainlist_file_list(f), "z.example"));
+    assert_false(domainlist_contains(domainlist_file_list(f), "a.example"));
+
+    /* A broken version: the old table stays. */
+    touch_later("t.txt", "ok.example\nnot ok\n");
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
     assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
     assert_true(domainlist_contains(domainlist_file_list(f), "z.example"));
+    assert_false(domainlist_contains(domainlist_file_list(f), "ok.example"));
+
+    /* A timer pass can be followed by a synchronous check: the thread is waited for. */
+    write_file("t.txt", "y.example\n");
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    assert_int_equal(domainlist_file_check(f, err, sizeof(err)), 1);
+    assert_true(domainlist_contains(domainlist_file_list(f), "y.example"));
+
     assert_int_equal(domainlist_file_watch(f, base, 0), 0); /* stops: nothing pending */
     assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 1);
     domainlist_file_free(f);
