@@ -476,6 +476,10 @@ policy_index_build(struct policy *p)
     if (x == NULL)
         fatal("calloc");
     x->words = w;
+    for (size_t i = 0; i < p->ndomains; i++)
+        if (memcmp(&p->domains[i].terms.rate, &p->deflt.terms.rate,
+                   sizeof(struct ratelimit_spec)) != 0)
+            p->rate_varies = true;
     x->all = bitmaps_new(1, w);
     x->cand = bitmaps_new(1, w);
     x->mask = bitmaps_new(1, w);
@@ -832,7 +836,8 @@ uint64_t
 policy_rate(const struct policy *p, struct policy_limiter *l, enum policy_dir dir,
             const char *remote, const char *address, size_t bytes, uint64_t now)
 {
-    const struct policy_terms *t = policy_terms(p, remote, NULL);
+    /* The domain lookup only when some entry has a rate of its own. */
+    const struct policy_terms *t = p->rate_varies ? policy_terms(p, remote, NULL) : &p->deflt.terms;
     uint64_t wait = 0, w;
 
     if (ratelimit_spec_active(&t->rate))

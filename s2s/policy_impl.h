@@ -71,6 +71,7 @@ struct policy {
     struct policy_list *lists;
     size_t nlists;
     struct policy_index *index; /* the rules compiled for policy_check_stanza() */
+    bool rate_varies;           /* some entry's rate differs from the default's */
     struct ratelimit_spec address_rate;
     unsigned max_conns_per_address;
     double list_check_interval; /* seconds; 0: never */

@@ -618,6 +618,16 @@ test_rates(void **state)
     assert_int_equal(policy_rate(p, l, POLICY_OUT, "fast.example", "192.0.2.7", 1500, now), 0);
     policy_limiter_free(l);
     policy_unref(p);
+
+    /* Entries without a rate of their own take the default's (no per-domain lookup). */
+    p = load("policy = { rate = { stanzas = 1; stanza_burst = 1; };\n"
+             "  domains = ( { match = \"x.example\"; federate = \"deny\"; } ); };\n");
+    l = policy_limiter_new(100, 100);
+    assert_int_equal(policy_rate(p, l, POLICY_IN, "x.example", NULL, 10, now), 0);
+    assert_int_equal(policy_rate(p, l, POLICY_IN, "x.example", NULL, 10, now), SEC);
+    assert_int_equal(policy_rate(p, l, POLICY_IN, "y.example", NULL, 10, now), 0);
+    policy_limiter_free(l);
+    policy_unref(p);
 }
 
 /* --- reload ------------------------------------------------------------------------------ */
