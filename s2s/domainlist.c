@@ -33,6 +33,9 @@ struct slot {
 
 struct domainlist {
     struct slot *slots;
+    /* Per slot, 16 bits of its hash (never 0) or 0 for empty: most probes of a big list
+     * miss, and a miss then reads this compact array instead of the 32-byte slots. */
+    uint16_t *tags;
     size_t cap;   /* power of two */
     size_t live;  /* slots holding a name */
     size_t used;  /* live + tombstones: probe chains end at an empty slot */
@@ -147,7 +150,8 @@ domainlist_new(void)
     if (dl == NULL)
         fatal("calloc");
     dl->cap = 16;
-    if ((dl->slots = calloc(dl->cap, sizeof(*dl->slots))) == NULL)
+    if ((dl->slots = calloc(dl->cap, sizeof(*dl->slots))) == NULL ||
+        (dl->tags = calloc(dl->cap, sizeof(*dl->tags))) == NULL)
         fatal("calloc");
     return dl;
 }
@@ -158,6 +162,7 @@ domainlist_free(struct domainlist *dl)
     if (dl == NULL)
         return;
     free(dl->slots);
+    free(dl->tags);
     free(dl->arena);
     free(dl);
 }
@@ -174,31 +179,46 @@ slot_is(const struct domainlist *dl, const struct slot *s, uint64_t h, const cha
     return s->hash == h && s->keylen == len && memcmp(dl->arena + s->key, name, len) == 0;
 }
 
+static uint16_t
+tag_of(uint64_t h)
+{
+    return (uint16_t)((h >> 48) | 1);
+}
+
 /* The live slot for name, or NULL. */
 static struct slot *
 find(const struct domainlist *dl, const char *name, size_t len, uint64_t h)
 {
     size_t mask = dl->cap - 1;
+    uint16_t tag = tag_of(h);
 
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        struct slot *s = &dl->slots[i];
+        struct slot *s;
 
-        if (s->flags == SLOT_EMPTY)
+        if (dl->tags[i] == 0)
             return NULL;
+        if (dl->tags[i] != tag)
+            continue;
+        s = &dl->slots[i];
         if (s->flags != SLOT_TOMB && slot_is(dl, s, h, name, len))
             return s;
     }
 }
 
-/* A free slot for a name known to be absent (the table has room). */
+/* A free slot for a name known to be absent (the table has room); its tag is set. */
 static struct slot *
 free_slot(struct domainlist *dl, uint64_t h)
 {
     size_t mask = dl->cap - 1;
 
-    for (size_t i = h & mask;; i = (i + 1) & mask)
-        if (dl->slots[i].flags == SLOT_EMPTY || dl->slots[i].flags == SLOT_TOMB)
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        if (dl->tags[i] == 0 || dl->slots[i].flags == SLOT_TOMB) {
+            if (dl->tags[i] == 0)
+                dl->used++;
+            dl->tags[i] = tag_of(h);
             return &dl->slots[i];
+        }
+    }
 }
 
 /* Keeps the load (tombstones included) at most one half: short probe chains. */
@@ -206,19 +226,22 @@ static void
 grow(struct domainlist *dl)
 {
     struct slot *old = dl->slots;
+    uint16_t *oldtags = dl->tags;
     size_t oldcap = dl->cap;
 
     if ((dl->used + 1) * 2 <= dl->cap)
         return;
     while ((dl->live + 1) * 2 > dl->cap / 2 && dl->cap < ((size_t)1 << 40))
         dl->cap *= 2;
-    if ((dl->slots = calloc(dl->cap, sizeof(*dl->slots))) == NULL)
+    if ((dl->slots = calloc(dl->cap, sizeof(*dl->slots))) == NULL ||
+        (dl->tags = calloc(dl->cap, sizeof(*dl->tags))) == NULL)
         fatal("calloc");
+    dl->used = 0;
     for (size_t i = 0; i < oldcap; i++)
-        if (old[i].flags != SLOT_EMPTY && old[i].flags != SLOT_TOMB)
+        if (oldtags[i] != 0 && old[i].flags != SLOT_TOMB)
             *free_slot(dl, old[i].hash) = old[i];
-    dl->used = dl->live;
     free(old);
+    free(oldtags);
 }
 
 static uint32_t
@@ -262,8 +285,6 @@ add_normalized(struct domainlist *dl, const char *pat, uint32_t value)
     if ((s = find(dl, name, len, h)) == NULL) {
         grow(dl);
         s = free_slot(dl, h);
-        if (s->flags == SLOT_EMPTY)
-            dl->used++;
         dl->live++;
         s->hash = h;
         s->key = arena_put(dl, name, len);
