@@ -182,8 +182,10 @@ policy_terms(const struct policy *p, const char *remote, struct policy_rule_info
 static void
 decision_init(struct policy_decision *d, const struct policy_origin *o)
 {
-    memset(d, 0, sizeof(*d));
+    /* Field by field, not memset: this runs for every stanza, and text is 200 bytes. */
     d->verdict = POLICY_PASS;
+    d->term = NULL;
+    d->text[0] = '\0';
     d->stream_error = XMPP_STREAM_ERR_POLICY_VIOLATION;
     d->dialback_error = DIALBACK_ERR_POLICY_VIOLATION;
     d->stanza_error = XMPP_STANZA_ERR_NOT_ALLOWED;
@@ -337,14 +339,25 @@ struct policy_index {
 #define BIT_TEST(m, i)  (((m)[(i) / 64] >> ((i) % 64)) & 1)
 #define ROW(rows, r, w) ((rows) + (size_t)(r) * (w))
 
+/*
+ * Namespaces are long ("http://jabber.org/protocol/chatstates"): hashed eight bytes at a
+ * time, since a byte-at-a-time multiply chain costs about a nanosecond per byte.
+ */
 static uint64_t
 str_hash(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t len = strlen(s), i = 0;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len, w;
 
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s + i, len - i);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 29);
 }
 
 static uint64_t *
