@@ -12,6 +12,7 @@
  *                      block list and 20 pattern entries (once per new route/stream)
  *   rate               policy_rate() with per-domain and per-address buckets
  *   list-load          reading the 100,000-line list file into a new table (once)
+ *   empty policy       stanza check and rate with no policy section: the floor
  * Remote domains rotate over 4096 names, none of them listed, so lookups miss the way
  * almost all real traffic does.
  */
@@ -220,6 +221,23 @@ main(int argc, char **argv)
     t = now_sec() - t0;
     printf("rate               %8.1f ns per stanza\n", t * 1e9 / (double)iters);
 
+    policy_limiter_free(lim);
+    policy_unref(p);
+
+    /* The floor: a policy with no rules and no rates, as without a policy section. */
+    p = policy_new_default();
+    lim = policy_limiter_new(16, 16);
+    f.kind = POLICY_KIND_MESSAGE;
+    f.type = "chat";
+    t0 = now_sec();
+    for (long i = 0; i < iters; i++) {
+        f.remote = remotes[i & (NREMOTES - 1)];
+        sink += policy_check_stanza(p, &f, &d);
+        sink += (unsigned)policy_rate(p, lim, POLICY_IN, f.remote, "192.0.2.1", 300, 1);
+    }
+    t = now_sec() - t0;
+    printf("empty policy       %8.1f ns per stanza (stanza check + rate)\n",
+           t * 1e9 / (double)iters);
     policy_limiter_free(lim);
     policy_unref(p);
     unlink(listpath);
