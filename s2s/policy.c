@@ -175,7 +175,7 @@ policy_terms(const struct policy *p, const char *remote, struct policy_rule_info
     domainlist_key_init(&k, remote);
     e = domain_resolve(p, &k);
     if (entry != NULL)
-        origin_info(&e->at, e->hits, entry);
+        origin_info(&e->at, 0, entry); /* entries count no hits */
     return &e->terms;
 }
 

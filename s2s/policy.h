@@ -158,7 +158,8 @@ struct policy *policy_new_default(void);
 struct policy *policy_ref(struct policy *p);
 void policy_unref(struct policy *p);
 
-/* The terms for remote; *entry (may be NULL) gets what decided them. */
+/* The terms for remote; *entry (may be NULL) gets the entry that decided them (its hits
+ * are 0: only stanza rules are counted). The pointer lives as long as the policy. */
 const struct policy_terms *policy_terms(const struct policy *p, const char *remote,
                                         struct policy_rule_info *entry);
 

@@ -5,6 +5,13 @@
  * one error line in the style of s2s/conf.c, "FILE:LINE: KEY: what is wrong" (a list
  * file error reads "FILE:LINE: KEY: LISTFILE:LINE: what is wrong"). The section is
  * documented in conf/policy/README.
+ *
+ * Wiring into s2s/conf.c (conf_load): add "policy" to root_keys[], a
+ * "struct policy *policy;" member to struct conf, after load_dns() in parse():
+ *     if ((l->conf->policy = policy_conf_load(config_setting_get_member(root, "policy"),
+ *                                             l->dir, l->err, l->errlen)) == NULL)
+ *         return -1;
+ * and policy_unref(c->policy) in conf_free().
  */
 #ifndef S2S_POLICY_CONF_H
 #define S2S_POLICY_CONF_H

@@ -30,7 +30,6 @@ struct policy_domain {
     struct policy_origin at;
     struct policy_list *list; /* NULL: inline patterns only (in policy.patterns) */
     struct policy_terms terms;
-    uint64_t hits;
 };
 
 struct policy_rule {

@@ -12,10 +12,15 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <event2/event.h>
 
 #include "s2s/log.h"
 #include "s2s/policy.h"
@@ -664,6 +669,38 @@ test_reload_swap(void **state)
     policy_unref(current);
 }
 
+/* policy_watch(): a list file changed on disk applies to new decisions, no reload. */
+static void
+test_watch_list(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct policy *p;
+    struct policy_decision d;
+    char path[PATH_MAX * 2];
+    struct timespec ts[2];
+
+    write_file("watched.txt", "old.example\n");
+    p = load(
+        "policy = { list_check_interval = 0.01;\n"
+        "  domains = ( { name = \"bl\"; list = \"watched.txt\"; federate = \"deny\"; } ); };\n");
+    assert_int_equal(policy_check_route(p, "example.org", "new.example", &d), POLICY_PASS);
+    assert_int_equal(policy_watch(p, base), 0);
+    write_file("watched.txt", "old.example\nnew.example\n");
+    snprintf(path, sizeof(path), "%s/watched.txt", tmpdir);
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec += 10;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0); /* timer: reader started */
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0); /* reader done: swapped */
+    assert_int_equal(policy_check_route(p, "example.org", "new.example", &d), POLICY_BOUNCE);
+    assert_string_equal(d.rule, "bl");
+    policy_unwatch(p);
+    assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 1); /* nothing left */
+    policy_unref(p);
+    event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -679,6 +716,7 @@ main(void)
         cmocka_unit_test(test_index_matches_naive),
         cmocka_unit_test(test_rates),
         cmocka_unit_test(test_reload_swap),
+        cmocka_unit_test(test_watch_list),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
