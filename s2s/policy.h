@@ -25,8 +25,9 @@
  * nothing: policy_conf_load()) and the engine swaps its pointer; streams and routes that
  * keep using the old one hold a reference (policy_ref()/policy_unref()). After a swap,
  * policy_check_stream() with the new policy and a live stream's facts says whether it
- * may stay. Counters, list re-reads and the limiter are not thread-safe: a policy and a
- * limiter belong to one event loop thread (load one per loop).
+ * may stay. Counters, the stanza check's scratch space, list re-reads and the limiter are
+ * not thread-safe: a policy and a limiter belong to one event loop thread (load one per
+ * loop); only the reference count is atomic.
  *
  * Domains passed in are lower-case A-labels without a trailing dot.
  */
