@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s2s/cmd_policy_check.h"
 #include "s2s/cmd_resolve.h"
 #include "s2s/conf.h"
 #include "s2s/daemon.h"
@@ -34,6 +35,8 @@ struct command {
 static const struct command commands[] = {
     {"resolve", cmd_resolve, "[-c FILE] [--json] DOMAIN",
      "the s2s targets of DOMAIN, in try order"},
+    {"policy-check", cmd_policy_check, "-c FILE --from JID --to JID [OPTIONS] [--json]",
+     "what the policy decides for one stanza, and which rule decided"},
     {NULL, NULL, NULL, NULL},
 };
 
