@@ -347,7 +347,7 @@ grade_caps(struct audit_domain *d, const struct audit_endpoint *ep, const char *
         cap_at(s, AUDIT_GRADE_B);
     }
     if (s->key_exchange < 90)
-        finding_add(d, at, "", "use ECDHE (X25519, P-256) or DHE with at least 2048 bits",
+        finding_add(d, at, "A", "use ECDHE (X25519, P-256) or DHE with at least 2048 bits",
                     "weak key exchange (score %d)", s->key_exchange);
 }
 
@@ -360,7 +360,7 @@ grade_aplus(struct audit_domain *d, const struct audit_endpoint *ep, const char 
 
     if (s->grade != AUDIT_GRADE_A || s->trust_mark)
         return;
-    if (srv && dane && !old) {
+    if (srv && dane && !old && s->key_exchange >= 90) {
         s->grade = AUDIT_GRADE_APLUS;
         return;
     }
