@@ -563,7 +563,10 @@ enum_record(struct audit_enum *e, const struct enum_job *job, SSL *ssl,
 
     ep->probes++;
     if (job->cipher[0] == '\0') {
-        ep->versions[job->v] = res->tls ? AUDIT_V_ACCEPTED : AUDIT_V_REJECTED;
+        /* A probe that never got to the handshake learnt nothing about the version. */
+        ep->versions[job->v] = res->tls       ? AUDIT_V_ACCEPTED
+                               : res->xmpp_ok ? AUDIT_V_REJECTED
+                                              : AUDIT_V_UNTESTED;
         if (!res->xmpp_ok)
             log_debug("audit: version probe %s did not reach TLS: %s", audit_tlsv_name(job->v),
                       res->error);
