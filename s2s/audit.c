@@ -28,6 +28,10 @@ struct ep_run {
     socklen_t salen;
     bool srv_secure;
     struct dns_request *tlsa_req;
+    struct dns_tlsa tlsa[AUDIT_MAX_TLSA]; /* secure TLSA records (data copied), for DANE */
+    uint8_t *tlsa_data[AUDIT_MAX_TLSA];
+    size_t ntlsa;
+    bool legacy_tried; /* the main probe was retried with TLS 1.0/1.1 allowed */
     struct audit_probe *probe;
     struct audit_enum *en;
 };
@@ -95,6 +99,17 @@ ms_since(const struct timespec *t0)
 /* ---- the end ---- */
 
 static void
+run_free(struct audit_run *run)
+{
+    for (size_t i = 0; i < AUDIT_MAX_ENDPOINTS; i++)
+        for (size_t j = 0; j < run->eps[i].ntlsa; j++)
+            free(run->eps[i].tlsa_data[j]);
+    event_free(run->fin);
+    free(run->d);
+    free(run);
+}
+
+static void
 run_fin(evutil_socket_t fd, short what, void *arg)
 {
     struct audit_run *run = arg;
@@ -123,8 +138,7 @@ run_fin(evutil_socket_t fd, short what, void *arg)
     d->elapsed_ms = ms_since(&run->t0);
     audit_grade_domain(d);
     run->d = NULL;
-    event_free(run->fin);
-    free(run);
+    run_free(run);
     done(d, darg);
 }
 
@@ -137,6 +151,8 @@ chain_done(struct audit_run *run)
 
 /* ---- per endpoint ---- */
 
+static void main_probe_start(struct ep_run *er, bool legacy);
+
 static void
 main_probe_done(struct audit_probe *p, SSL *ssl, const struct audit_probe_result *res, void *arg)
 {
@@ -146,6 +162,15 @@ main_probe_done(struct audit_probe *p, SSL *ssl, const struct audit_probe_result
 
     (void)p;
     er->probe = NULL;
+    if (res->xmpp_ok && !res->tls && !res->timeout && !er->legacy_tried) {
+        /* The handshake a modern peer offers failed: try again as an old peer would, so
+         * that a server stuck on TLS 1.0/1.1 still shows its certificate. */
+        log_debug("audit: %s %s:%u TLS >= 1.2 failed (%s), retrying with legacy TLS",
+                  run->d->domain, ep->addr, (unsigned)ep->port, res->error);
+        er->legacy_tried = true;
+        main_probe_start(er, true);
+        return;
+    }
     ep->reachable = res->connected;
     ep->connect_ms = res->connect_ms;
     ep->probe_ms = res->total_ms;
@@ -167,7 +192,7 @@ main_probe_done(struct audit_probe *p, SSL *ssl, const struct audit_probe_result
 }
 
 static void
-main_probe_start(struct ep_run *er, const struct dns_tlsa *tlsa, size_t ntlsa)
+main_probe_start(struct ep_run *er, bool legacy)
 {
     struct audit_run *run = er->run;
     struct audit_endpoint *ep = er->ep;
@@ -184,7 +209,7 @@ main_probe_start(struct ep_run *er, const struct dns_tlsa *tlsa, size_t ntlsa)
     SSL *ssl;
 
     ssl = audit_tls_main_ssl(run->opts.tls, run->d->domain, run->d->fallback ? NULL : ep->host,
-                             ep->mode, tlsa, ntlsa);
+                             ep->mode, er->tlsa, er->ntlsa, legacy);
     if (ssl == NULL) {
         snprintf(ep->error, sizeof(ep->error), "cannot set up TLS");
         chain_done(run);
@@ -228,7 +253,17 @@ tlsa_answer(const struct dns_answer *ans, void *arg)
         ep->dane = AUDIT_DANE_INSECURE; /* RFC 7673 §3: unusable without DNSSEC */
     /* else: secure records; the handshake decides match or mismatch */
     usable = ans->status == DNS_OK && ans->sec == DNS_SEC_SECURE;
-    main_probe_start(er, usable ? ans->rr.tlsa : NULL, usable ? ans->n : 0);
+    for (size_t i = 0; usable && i < ans->n && er->ntlsa < AUDIT_MAX_TLSA; i++) {
+        const struct dns_tlsa *t = &ans->rr.tlsa[i];
+        uint8_t *data = malloc(t->len ? t->len : 1);
+        if (data == NULL)
+            break;
+        memcpy(data, t->data, t->len);
+        er->tlsa[er->ntlsa] = *t;
+        er->tlsa[er->ntlsa].data = er->tlsa_data[er->ntlsa] = data;
+        er->ntlsa++;
+    }
+    main_probe_start(er, false);
 }
 
 static void
@@ -250,7 +285,7 @@ endpoint_start(struct audit_run *run, struct ep_run *er)
     er->tlsa_req = dns_tlsa_resolve(run->res, ep->host, ep->port, tlsa_answer, er);
     if (er->tlsa_req == NULL) {
         ep->dane = AUDIT_DANE_UNKNOWN;
-        main_probe_start(er, NULL, 0);
+        main_probe_start(er, false);
     }
     if (run->opts.enumerate)
         er->en = audit_enum_start(run->base, run->opts.tls, (struct sockaddr *)&er->sa, er->salen,
@@ -385,7 +420,5 @@ audit_cancel(struct audit_run *run)
         if (er->en != NULL)
             audit_enum_cancel(er->en);
     }
-    event_free(run->fin);
-    free(run->d);
-    free(run);
+    run_free(run);
 }

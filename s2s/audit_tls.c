@@ -140,12 +140,20 @@ ssl_common(SSL *ssl, const char *domain, enum dns_tls_mode mode)
 
 SSL *
 audit_tls_main_ssl(struct audit_tls *t, const char *domain, const char *target,
-                   enum dns_tls_mode mode, const struct dns_tlsa *tlsa, size_t ntlsa)
+                   enum dns_tls_mode mode, const struct dns_tlsa *tlsa, size_t ntlsa, bool legacy)
 {
     SSL *ssl;
 
     if ((ssl = SSL_new(t->main)) == NULL)
         return NULL;
+    if (legacy) {
+        SSL_set_security_level(ssl, 0);
+        if (!SSL_set_min_proto_version(ssl, TLS1_VERSION) ||
+            !SSL_set_cipher_list(ssl, LEGACY_CIPHERS)) {
+            SSL_free(ssl);
+            return NULL;
+        }
+    }
     ssl_common(ssl, domain, mode);
     SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
     if (ntlsa > 0) {

@@ -25,10 +25,13 @@ void audit_tls_free(struct audit_tls *t);
  * The SSL of the main probe: verification recorded, never failing the handshake; SNI =
  * domain; ALPN xmpp-server for direct TLS; OCSP stapling requested; our certificate when
  * --as was given; DANE with the given records when they are DNSSEC-secure (ntlsa > 0).
+ * TLS >= 1.2 as a modern peer offers, or with legacy every version and cipher OpenSSL
+ * knows (security level 0: the retry for servers stuck on TLS 1.0/1.1).
  * NULL when OpenSSL fails.
  */
 SSL *audit_tls_main_ssl(struct audit_tls *t, const char *domain, const char *target,
-                        enum dns_tls_mode mode, const struct dns_tlsa *tlsa, size_t ntlsa);
+                        enum dns_tls_mode mode, const struct dns_tlsa *tlsa, size_t ntlsa,
+                        bool legacy);
 
 /*
  * After the main handshake: version, cipher, group, ALPN, OCSP, the certificate facts,

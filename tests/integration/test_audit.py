@@ -109,11 +109,25 @@ class World:
             old_leaf.cert, "-cert_chain", self.ca.cert, "-key", old_leaf.key, "-min_protocol",
             "TLSv1", "-max_protocol", "TLSv1.2", "-cipher", "HIGH:!aNULL:@SECLEVEL=0", "-www",
             "-quiet"])
+        # And one stuck on TLS 1.0/1.1 (when this OpenSSL can still speak them).
+        self.older = None
+        if self.tls1_ok:
+            older_leaf = leaf("older.test")
+            self.older_port = P.free_port("127.0.0.10")
+            k.a("older.test", "127.0.0.10")
+            k.srv("older.test", "older.test", self.older_port, service="_xmpps-server")
+            self.older = procs.start("s_server-older", [
+                "openssl", "s_server", "-accept", f"127.0.0.10:{self.older_port}", "-cert",
+                older_leaf.cert, "-cert_chain", self.ca.cert, "-key", older_leaf.key,
+                "-min_protocol", "TLSv1", "-max_protocol", "TLSv1.1", "-cipher",
+                "HIGH:!aNULL:@SECLEVEL=0", "-www", "-quiet"])
 
         k.start()
         for s in self.servers:
             s.start()
         P.wait_port("127.0.0.8", self.old_port, 10.0, procs=[self.old])
+        if self.older:
+            P.wait_port("127.0.0.10", self.older_port, 10.0, procs=[self.older])
 
         # Our configuration: the signed zone's trust anchor, the test CA, a hosted domain.
         ours = self.ca.issue("audit.test", dns=["audit.test"], xmppaddr=["audit.test"])
@@ -127,8 +141,8 @@ dns = {{ backend = "unbound"; servers = [ "{k.ip}:{k.port}" ]; timeout = 2;
         unbound_options = ( ("local-zone:", "test. transparent") ); }};
 """)
 
-    def audit(self, *args, expect_rc=None, timeout=60):
-        argv = [PROXY, "audit", "-c", self.conf, "--json", "--timeout", "3", *args]
+    def audit(self, *args, expect_rc=None, timeout=60, step_timeout="3"):
+        argv = [PROXY, "audit", "-c", self.conf, "--json", "--timeout", step_timeout, *args]
         t0 = time.monotonic()
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         took = time.monotonic() - t0
@@ -281,7 +295,8 @@ def case_unreachable(w, r):
 
 
 def case_legacy(w, r):
-    d, _, _ = w.audit("old.test")
+    # s_server -www does not speak XMPP: the step after TLS waits for its timeout.
+    d, _, _ = w.audit("old.test", step_timeout="1")
     e = d["endpoints"][0]
     eq("mode", e["mode"], "direct")
     eq("TLS 1.2", e["protocols"]["TLSv1.2"], "accepted")
@@ -297,6 +312,21 @@ def case_legacy(w, r):
         r.note("local OpenSSL cannot speak TLS 1.0: expecting 'not testable'")
         eq("TLS 1.0", e["protocols"]["TLSv1.0"], "not testable")
     eq("TLS 1.3 rejected", e["protocols"]["TLSv1.3"], "rejected")
+
+
+def case_legacy_only(w, r):
+    if not w.older:
+        r.note("local OpenSSL cannot speak TLS 1.0: no TLS 1.0/1.1-only server to audit")
+        return
+    d, _, _ = w.audit("older.test", step_timeout="1")
+    e = d["endpoints"][0]
+    eq("TLS 1.2", e["protocols"]["TLSv1.2"], "rejected")
+    eq("TLS 1.1", e["protocols"]["TLSv1.1"], "accepted")
+    # The main probe retried as an old peer: the certificate is known and trusted.
+    eq("main handshake", e["tls"]["version"], "TLSv1.1")
+    eq("certificate seen", e["certificate"]["chain_valid"], True)
+    eq("no T mark", d["trust_mark"], False)
+    eq("capped at B", d["grade"], "B")
 
 
 def case_text(w, r):
@@ -337,6 +367,7 @@ def main():
                          ("SRV '.': service not available", case_no_service),
                          ("no server / no domain: unreachable, exit 1", case_unreachable),
                          ("openssl s_server: old TLS versions", case_legacy),
+                         ("openssl s_server: TLS 1.0/1.1 only", case_legacy_only),
                          ("text output begins with the grade", case_text),
                          ("usage errors exit 2", case_usage),
                          ("-f list with -j", case_list)]:
