@@ -267,6 +267,13 @@ test_json_unreachable(void **state)
     assert_true(json_is_string(json_object_get(f, "fix")));
     assert_true(json_is_null(json_object_get(f, "cap")));
     json_decref(doc);
+    /* Without a validating resolver the report says DNSSEC and DANE were not checked. */
+    d->dnssec_validating = false;
+    snprintf(d->dns_backend, sizeof(d->dns_backend), "c-ares");
+    doc = audit_report_json(d);
+    assert_false(json_is_true(json_object_get(json_object_get(doc, "dns"), "dnssec_validated")));
+    assert_true(json_is_string(json_object_get(json_object_get(doc, "dns"), "note")));
+    json_decref(doc);
     free(d);
 }
 
