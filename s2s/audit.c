@@ -186,6 +186,12 @@ main_probe_done(struct audit_probe *p, SSL *ssl, const struct audit_probe_result
     }
     if (res->connected)
         snprintf(ep->stream_error, sizeof(ep->stream_error), "%s", res->error);
+    if (run->opts.as_domain != NULL && ep->sasl_external == AUDIT_EXT_NOT_TRIED) {
+        /* --as, but the stream never got to the features after TLS. */
+        ep->sasl_external = AUDIT_EXT_ERROR;
+        snprintf(ep->sasl_external_detail, sizeof(ep->sasl_external_detail), "%s",
+                 res->error[0] ? res->error : "no features after TLS");
+    }
     log_debug("audit: %s %s:%u main probe done tls=%d error=\"%s\"", run->d->domain, ep->addr,
               (unsigned)ep->port, res->tls, res->error);
     chain_done(run);
