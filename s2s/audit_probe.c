@@ -60,7 +60,6 @@ struct audit_probe {
     void *arg;
     struct audit_probe_result res;
     struct timespec t0;
-    bool got_features;
     enum probe_state next; /* decided by a stanza handler, entered after the parse */
 };
 
