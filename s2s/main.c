@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s2s/cmd_audit.h"
 #include "s2s/cmd_policy_check.h"
 #include "s2s/cmd_resolve.h"
 #include "s2s/conf.h"
@@ -33,6 +34,10 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"audit", cmd_audit,
+     "[-c FILE] [--json] [--as DOMAIN] [-4|-6] [--timeout S] [--min-grade G] [-f FILE] [-j N] "
+     "DOMAIN...",
+     "graded federation security report"},
     {"resolve", cmd_resolve, "[-c FILE] [--json] DOMAIN",
      "the s2s targets of DOMAIN, in try order"},
     {"policy-check", cmd_policy_check, "-c FILE --from JID --to JID [OPTIONS] [--json]",
