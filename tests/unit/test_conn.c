@@ -608,6 +608,8 @@ test_no_loss_small_highwater_tls(void **state)
     peer_done(srv);
 }
 
+static void small_socket_buffers(struct conn *c);
+
 /*
  * The closing side has unread input: a plain close() would answer it with a RST that
  * can destroy the tail of what it sent before the peer read it. The lingering close
@@ -651,6 +653,120 @@ static void
 test_close_with_unread_input_tls(void **state)
 {
     close_with_unread_input(DIRECT_TLS);
+}
+
+/* A peer that never reads cannot hold a closing conn beyond close_ms. */
+static void
+test_close_timeout(void **state)
+{
+    struct peer *cli = &slots[0], *srv = &slots[1];
+    struct conn_timeouts to = {.connect_ms = 1000, .tls_ms = 1000, .close_ms = 200};
+    int64_t t0;
+
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    small_socket_buffers(cli->c);
+    small_socket_buffers(srv->c);
+    conn_pause_read(cli->c);
+    conn_set_timeouts(srv->c, &to);
+    fill_pattern(srv->c, 4 * BIG);
+    t0 = now_ms();
+    conn_close(srv->c);
+    srv->c = NULL;
+    RUN_UNTIL(conn_count() == 1);
+    assert_true(now_ms() - t0 >= 190);
+    /* The reader then sees the stream cut short: a reset or EOF, never a hang. */
+    conn_resume_read(cli->c);
+    RUN_UNTIL(cli->nev[CONN_EV_EOF] || cli->nev[CONN_EV_ERROR]);
+    assert_true(conn_stats(cli->c)->bytes_in < 4 * BIG);
+    peer_done(cli);
+    peer_done(srv);
+}
+
+static void
+test_eof_without_close_notify(void **state)
+{
+    struct peer *cli = &slots[0], *srv = &slots[1];
+
+    peer_init(cli);
+    peer_init(srv);
+    pair(cli, srv, DIRECT_TLS);
+    conn_free(srv->c); /* immediate teardown: no close_notify */
+    srv->c = NULL;
+    RUN_UNTIL(cli->nev[CONN_EV_EOF] || cli->nev[CONN_EV_ERROR]);
+    assert_int_equal(cli->nev[CONN_EV_EOF], 1);
+    assert_string_equal(cli->reason, "closed without TLS close_notify");
+    /* A graceful close after that sends nothing through the broken session. */
+    conn_close(cli->c);
+    cli->c = NULL;
+    peer_done(cli);
+    peer_done(srv);
+}
+
+/* Direct TLS: what the owner queues before the handshake goes out encrypted. */
+static void
+test_direct_tls_early_output(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    struct peer *cli = &slots[0], *srv = &slots[1];
+    struct conn_cbs cb, sb;
+    char err[256];
+    int lfd;
+
+    peer_init(cli);
+    peer_init(srv);
+    cb = peer_cbs(cli);
+    sb = peer_cbs(srv);
+    lfd = listener(&ss, &sslen, 4);
+    cli->c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
+    assert_int_equal(conn_starttls(cli->c, cli_ctx, TLS_ROLE_CLIENT, "a.test", NULL,
+                                   TLS_ALPN_XMPP_SERVER, err, sizeof(err)),
+                     0);
+    assert_non_null(conn_ssl(cli->c));
+    conn_write(cli->c, "<stream:stream to='a.test'>", 27);
+    RUN_UNTIL(cli->nev[CONN_EV_CONNECTED]);
+    srv->c = conn_new_accepted(base, accept4(lfd, NULL, NULL, SOCK_NONBLOCK), &sb);
+    close(lfd);
+    assert_int_equal(
+        conn_starttls(srv->c, srv_ctx, TLS_ROLE_SERVER, NULL, NULL, NULL, err, sizeof(err)), 0);
+    RUN_UNTIL(evbuffer_get_length(srv->got) == 27);
+    assert_true(got_eq(srv, "<stream:stream to='a.test'>"));
+    assert_int_equal(conn_stats(cli->c)->writes, 0); /* no plaintext write at all */
+    peer_done(cli);
+    peer_done(srv);
+}
+
+/* Direct TLS against a peer that speaks plaintext: an error that says why. */
+static void
+test_tls_handshake_error(void **state)
+{
+    struct peer *cli = &slots[0], *srv = &slots[1];
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    struct conn_cbs cb, sb;
+    char err[256];
+    int lfd;
+
+    peer_init(cli);
+    peer_init(srv);
+    cb = peer_cbs(cli);
+    sb = peer_cbs(srv);
+    lfd = listener(&ss, &sslen, 4);
+    cli->c = conn_connect(base, (struct sockaddr *)&ss, sslen, &cb, err, sizeof(err));
+    assert_int_equal(
+        conn_starttls(cli->c, cli_ctx, TLS_ROLE_CLIENT, "a.test", NULL, NULL, err, sizeof(err)), 0);
+    RUN_UNTIL(cli->nev[CONN_EV_CONNECTED]);
+    srv->c = conn_new_accepted(base, accept4(lfd, NULL, NULL, SOCK_NONBLOCK), &sb);
+    close(lfd);
+    conn_write(srv->c, "<?xml version='1.0'?><stream:stream>\n", 37);
+    RUN_UNTIL(cli->nev[CONN_EV_ERROR]);
+    assert_int_equal(cli->nev[CONN_EV_TLS_UP], 0);
+    assert_non_null(strstr(cli->reason, "TLS handshake: "));
+    assert_null(conn_tls_info(cli->c));
+    peer_done(cli);
+    peer_done(srv);
 }
 
 /* --- backpressure --- */
@@ -1108,6 +1224,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_no_loss_small_highwater_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_unread_input_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_unread_input_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eof_without_close_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_tls_early_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_handshake_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
