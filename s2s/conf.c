@@ -1,0 +1,879 @@
+/*
+ * Configuration loading: libconfig parses, this file checks.
+ *
+ * Every setting is looked at exactly once against the schema below. Anything the schema
+ * does not know is an error (a typo must not silently leave a default in place), and
+ * every error names the file, the line and the full key, taken from libconfig's
+ * config_setting_source_file()/config_setting_source_line().
+ */
+#include "s2s/conf.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <unbound.h>
+
+#include "s2s/tls.h"
+
+#define MIB (1024 * 1024)
+
+/* State of one conf_load() call. */
+struct loader {
+    const char *path; /* as given */
+    char *dir;        /* absolute directory of path */
+    char *showdir;    /* dirname(path) as given: included files are shown under it */
+    char *err;
+    size_t errlen;
+    struct conf *conf;
+};
+
+static const char *const root_keys[] = {"log", "hosts", "tls", "limits", "timeouts", "dns", NULL};
+static const char *const log_keys[] = {"level", "syslog", NULL};
+static const char *const host_keys[] = {"domain", "certificate", "key", NULL};
+static const char *const tls_keys[] = {"min_version", "ca_file",      "ca_path",
+                                       "ciphers",     "ciphersuites", NULL};
+static const char *const limits_keys[] = {"stanza_bytes", "xml_depth", "xml_attributes",
+                                          "stream_header_bytes", NULL};
+static const char *const timeouts_keys[] = {"connect", "tls_handshake", "idle", NULL};
+static const char *const dns_keys[] = {"backend",         "servers", "trust_anchor_file",
+                                       "unbound_options", "timeout", "cache_min_ttl",
+                                       "cache_max_ttl",   NULL};
+
+/* --- error messages ------------------------------------------------------------------ */
+
+/* Appends the key of s ("dns.servers[1]") to buf; the root contributes nothing. */
+static void
+key_path(const config_setting_t *s, char *buf, size_t len)
+{
+    const config_setting_t *parent = config_setting_parent(s);
+    size_t used;
+
+    if (parent == NULL)
+        return;
+    key_path(parent, buf, len);
+    used = strlen(buf);
+    if (config_setting_name(s) != NULL)
+        snprintf(buf + used, len - used, "%s%s", used > 0 ? "." : "", config_setting_name(s));
+    else
+        snprintf(buf + used, len - used, "[%d]", config_setting_index(s));
+}
+
+/*
+ * The file a setting came from, as an operator would open it. libconfig records an
+ * @include by the name written in the directive, relative to the include directory:
+ * show it under the directory of the main file.
+ */
+static void
+source_file(const struct loader *l, const char *src, char *buf, size_t len)
+{
+    if (src == NULL || strcmp(src, l->path) == 0 || src[0] == '/' || l->showdir == NULL)
+        snprintf(buf, len, "%s", src != NULL ? src : l->path);
+    else
+        snprintf(buf, len, "%s/%s", l->showdir, src);
+}
+
+/* Writes "FILE:LINE: KEY: message" for setting s; returns -1 for "return conf_error()". */
+static int conf_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+conf_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
+{
+    char file[PATH_MAX], key[256] = "", msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    source_file(l, config_setting_source_file(s), file, sizeof(file));
+    key_path(s, key, sizeof(key));
+    if (config_setting_source_line(s) == 0) /* the root: no line */
+        snprintf(l->err, l->errlen, "%s: %s", file, msg);
+    else
+        snprintf(l->err, l->errlen, "%s:%u: %s: %s", file, config_setting_source_line(s), key, msg);
+    return -1;
+}
+
+/* Reports a missing mandatory member name of group g, at g's line. */
+static int
+conf_missing(struct loader *l, const config_setting_t *g, const char *name, const char *what)
+{
+    char file[PATH_MAX], key[256] = "";
+
+    source_file(l, config_setting_source_file(g), file, sizeof(file));
+    key_path(g, key, sizeof(key));
+    if (config_setting_source_line(g) == 0)
+        snprintf(l->err, l->errlen, "%s: %s: missing (%s)", file, name, what);
+    else
+        snprintf(l->err, l->errlen, "%s:%u: %s.%s: missing (%s)", file,
+                 config_setting_source_line(g), key, name, what);
+    return -1;
+}
+
+static const char *
+type_name(const config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_GROUP:
+        return "a group { }";
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return "an integer";
+    case CONFIG_TYPE_FLOAT:
+        return "a decimal number";
+    case CONFIG_TYPE_STRING:
+        return "a string";
+    case CONFIG_TYPE_BOOL:
+        return "a boolean";
+    case CONFIG_TYPE_ARRAY:
+        return "an array [ ]";
+    case CONFIG_TYPE_LIST:
+        return "a list ( )";
+    default:
+        return "nothing";
+    }
+}
+
+static int
+type_error(struct loader *l, const config_setting_t *s, const char *expected)
+{
+    return conf_error(l, s, "expected %s, got %s", expected, type_name(s));
+}
+
+/* --- schema and typed getters -------------------------------------------------------- */
+
+/* Every member of group g must be one of keys: anything else is a typo or an option
+ * this version does not have, and both deserve an error rather than a silent default. */
+static int
+check_keys(struct loader *l, const config_setting_t *g, const char *const *keys)
+{
+    for (int i = 0; i < config_setting_length(g); i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        const char *const *k;
+
+        for (k = keys; *k != NULL; k++)
+            if (strcmp(*k, config_setting_name(s)) == 0)
+                break;
+        if (*k == NULL)
+            return conf_error(l, s, "unknown option");
+    }
+    return 0;
+}
+
+/* An optional section: *out = NULL when absent; its members are checked against keys. */
+static int
+get_group(struct loader *l, const config_setting_t *parent, const char *name,
+          const char *const *keys, const config_setting_t **out)
+{
+    const config_setting_t *s = config_setting_get_member(parent, name);
+
+    *out = NULL;
+    if (s == NULL)
+        return 0;
+    if (!config_setting_is_group(s))
+        return type_error(l, s, "a group { }");
+    *out = s;
+    return check_keys(l, s, keys);
+}
+
+static int
+get_string(struct loader *l, const config_setting_t *g, const char *name, const char *def,
+           const char **out, const config_setting_t **where)
+{
+    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+
+    *out = def;
+    if (where != NULL)
+        *where = s;
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return type_error(l, s, "a string");
+    *out = config_setting_get_string(s);
+    return 0;
+}
+
+static int
+get_bool(struct loader *l, const config_setting_t *g, const char *name, bool def, bool *out)
+{
+    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+
+    *out = def;
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return type_error(l, s, "a boolean (true or false)");
+    *out = config_setting_get_bool(s) != 0;
+    return 0;
+}
+
+/*
+ * An integer in [min, max]. libconfig 1.5 silently wraps integers beyond 64 bits
+ * written without the L suffix to 32 bits (docs/configuration.md says so); the range
+ * check catches most such mistakes.
+ */
+static int
+get_int(struct loader *l, const config_setting_t *g, const char *name, long long def, long long min,
+        long long max, long long *out)
+{
+    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+    long long v;
+
+    *out = def;
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+        return type_error(l, s, "an integer");
+    v = config_setting_get_int64(s);
+    if (v < min || v > max)
+        return conf_error(l, s, "%lld is out of range %lld..%lld", v, min, max);
+    *out = v;
+    return 0;
+}
+
+/* Seconds: an integer or a decimal number in [min, max]. */
+static int
+get_seconds(struct loader *l, const config_setting_t *g, const char *name, double def, double min,
+            double max, double *out)
+{
+    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
+    double v;
+
+    *out = def;
+    if (s == NULL)
+        return 0;
+    if (!config_setting_is_number(s))
+        return type_error(l, s, "a number of seconds");
+    if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+        v = config_setting_get_float(s);
+    else
+        v = (double)config_setting_get_int64(s);
+    if (!(v >= min && v <= max)) /* also rejects NaN */
+        return conf_error(l, s, "%g is out of range %g..%g seconds", v, min, max);
+    *out = v;
+    return 0;
+}
+
+/* --- values ---------------------------------------------------------------------------- */
+
+static char *
+xstrdup(const char *s)
+{
+    char *p = strdup(s);
+
+    if (p == NULL)
+        fatal("strdup");
+    return p;
+}
+
+/* NULL for an empty string: "" means "use the default" throughout the file. */
+static char *
+strdup_or_null(const char *s)
+{
+    return s == NULL || *s == '\0' ? NULL : xstrdup(s);
+}
+
+/* Relative file names are relative to the directory of the configuration file. */
+static char *
+path_resolve(const struct loader *l, const char *p)
+{
+    char *out;
+
+    if (p[0] == '/')
+        return xstrdup(p);
+    if (asprintf(&out, "%s/%s", l->dir, p) < 0)
+        fatal("asprintf");
+    return out;
+}
+
+/*
+ * A file option: resolved and checked now, so that a missing key file is reported with
+ * its line in the configuration instead of as a TLS error later. dir selects a
+ * directory (tls.ca_path) instead of a regular file.
+ */
+static int
+get_path(struct loader *l, const config_setting_t *g, const char *name, bool required, bool dir,
+         char **out)
+{
+    const config_setting_t *s;
+    const char *v;
+    struct stat st;
+    char *p;
+
+    *out = NULL;
+    if (get_string(l, g, name, NULL, &v, &s) == -1)
+        return -1;
+    if (v == NULL || *v == '\0') {
+        if (!required)
+            return 0;
+        if (s != NULL)
+            return conf_error(l, s, "must not be empty");
+        return conf_missing(l, g, name, "a file name is required");
+    }
+    p = path_resolve(l, v);
+    if (stat(p, &st) == -1)
+        goto unreadable;
+    if (dir != S_ISDIR(st.st_mode)) {
+        conf_error(l, s, "\"%s\" is not a %s", p, dir ? "directory" : "regular file");
+        free(p);
+        return -1;
+    }
+    if (access(p, dir ? R_OK | X_OK : R_OK) == -1)
+        goto unreadable;
+    *out = p;
+    return 0;
+
+unreadable:
+    conf_error(l, s, "cannot read \"%s\": %s", p, strerror(errno));
+    free(p);
+    return -1;
+}
+
+/*
+ * A hosted domain: an XMPP domainpart that must also be a DNS name we can present a
+ * certificate for. Lower-cased in place, one final dot stripped (RFC 7622 §3.2). Returns
+ * NULL when valid, else why not.
+ */
+static const char *
+domain_check(char *d, char *why, size_t whylen)
+{
+    size_t len = strlen(d), label = 0;
+    struct in_addr a4;
+
+    if (len > 0 && d[len - 1] == '.')
+        d[--len] = '\0';
+    if (len == 0)
+        return "empty";
+    if (len > 253)
+        return "longer than 253 characters";
+    if (inet_pton(AF_INET, d, &a4) == 1)
+        return "an IP address, not a DNS name";
+    for (size_t i = 0; i <= len; i++) {
+        unsigned char c = (unsigned char)d[i];
+
+        if (c == '.' || c == '\0') {
+            if (label == 0)
+                return "empty label";
+            if (d[i - 1] == '-')
+                return "a label ends with '-'";
+            label = 0;
+            continue;
+        }
+        if (c >= 0x80)
+            return "not ASCII: write an internationalized name in its A-label (xn--) form";
+        c = (unsigned char)tolower(c);
+        d[i] = (char)c;
+        if (!isalnum(c) && c != '-') {
+            snprintf(why, whylen, "character '%c' is not allowed in a DNS name", c);
+            return why;
+        }
+        if (c == '-' && label == 0)
+            return "a label starts with '-'";
+        if (++label > 63)
+            return "a label is longer than 63 characters";
+    }
+    return NULL;
+}
+
+/*
+ * A DNS server: "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]:5353".
+ * Numeric only: the resolver cannot resolve the name of its own server. Returns NULL
+ * when valid, else why not.
+ */
+static const char *
+server_parse(const char *text, struct conf_dns_server *srv)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *port = NULL, *colon = strchr(text, ':');
+    size_t hlen;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&srv->sa;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&srv->sa;
+
+    if (text[0] == '[') {
+        const char *end = strchr(text, ']');
+        if (end == NULL)
+            return "missing ']'";
+        if (end[1] != '\0' && end[1] != ':')
+            return "expected ':PORT' after ']'";
+        if (end[1] == ':')
+            port = end + 2;
+        text++;
+        hlen = (size_t)(end - text);
+    } else if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+        hlen = (size_t)(colon - text); /* one colon: IPv4 with a port */
+        port = colon + 1;
+    } else {
+        hlen = strlen(text); /* no colon, or a bare IPv6 address */
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return "expected a numeric IP address";
+    memcpy(host, text, hlen);
+    host[hlen] = '\0';
+
+    memset(&srv->sa, 0, sizeof(srv->sa));
+    srv->port = 53;
+    if (port != NULL) {
+        char *end;
+        unsigned long p;
+
+        errno = 0;
+        p = strtoul(port, &end, 10);
+        if (*port == '\0' || !isdigit((unsigned char)*port) || *end != '\0' || errno != 0 ||
+            p == 0 || p > 65535)
+            return "port must be 1..65535";
+        srv->port = (uint16_t)p;
+    }
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        srv->family = AF_INET;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(srv->port);
+        srv->salen = sizeof(*sin);
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        srv->family = AF_INET6;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(srv->port);
+        srv->salen = sizeof(*sin6);
+    } else {
+        return "expected a numeric IP address (\"192.0.2.1:53\", \"[2001:db8::1]:53\")";
+    }
+    srv->address = xstrdup(host);
+    return NULL;
+}
+
+/* --- sections -------------------------------------------------------------------------- */
+
+static int
+load_log(struct loader *l, const config_setting_t *root)
+{
+    const config_setting_t *g, *s;
+    const char *level;
+    int lvl;
+
+    if (get_group(l, root, "log", log_keys, &g) == -1 ||
+        get_string(l, g, "level", "info", &level, &s) == -1 ||
+        get_bool(l, g, "syslog", false, &l->conf->log.syslog) == -1)
+        return -1;
+    if ((lvl = log_level_parse(level)) == -1)
+        return conf_error(
+            l, s, "expected \"error\", \"warning\", \"info\" or \"debug\", got \"%s\"", level);
+    l->conf->log.level = (enum log_level)lvl;
+    return 0;
+}
+
+static int
+load_host(struct loader *l, const config_setting_t *g, struct conf_host *h)
+{
+    const config_setting_t *s;
+    const char *domain, *bad;
+    char why[128];
+
+    if (!config_setting_is_group(g))
+        return type_error(l, g, "a group { domain = ...; certificate = ...; key = ...; }");
+    if (check_keys(l, g, host_keys) == -1 || get_string(l, g, "domain", NULL, &domain, &s) == -1)
+        return -1;
+    if (domain == NULL)
+        return conf_missing(l, g, "domain", "the domain this host serves");
+    h->domain = xstrdup(domain);
+    if ((bad = domain_check(h->domain, why, sizeof(why))) != NULL)
+        return conf_error(l, s, "\"%s\" is not a valid domain: %s", domain, bad);
+    for (struct conf_host *o = l->conf->hosts; o < h; o++)
+        if (strcmp(o->domain, h->domain) == 0)
+            return conf_error(l, s, "duplicate domain \"%s\"", h->domain);
+    if (get_path(l, g, "certificate", true, false, &h->certificate) == -1 ||
+        get_path(l, g, "key", true, false, &h->key) == -1)
+        return -1;
+    return 0;
+}
+
+static int
+load_hosts(struct loader *l, const config_setting_t *root)
+{
+    const config_setting_t *list = config_setting_get_member(root, "hosts");
+    struct conf *c = l->conf;
+    int n;
+
+    if (list == NULL)
+        return conf_missing(l, root, "hosts", "at least one hosted domain is required");
+    if (!config_setting_is_list(list))
+        return type_error(l, list, "a list of hosts ( { domain = ...; ... }, ... )");
+    if ((n = config_setting_length(list)) == 0)
+        return conf_error(l, list, "at least one hosted domain is required");
+    if ((c->hosts = calloc((size_t)n, sizeof(*c->hosts))) == NULL)
+        fatal("calloc");
+    for (int i = 0; i < n; i++) {
+        c->nhosts++; /* counted first: conf_free() frees what was filled in */
+        if (load_host(l, config_setting_get_elem(list, (unsigned)i), &c->hosts[i]) == -1)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * Cipher strings are checked against this OpenSSL now, so that a typo is reported with
+ * its line rather than as a TLS context failure.
+ */
+static int
+check_ciphers(struct loader *l, const config_setting_t *s, const char *v, bool suites)
+{
+    SSL_CTX *ctx;
+    int ok;
+
+    if (v == NULL || *v == '\0')
+        return 0;
+    if ((ctx = SSL_CTX_new(TLS_method())) == NULL)
+        fatalx("SSL_CTX_new failed");
+    ok = suites ? SSL_CTX_set_ciphersuites(ctx, v) : SSL_CTX_set_cipher_list(ctx, v);
+    SSL_CTX_free(ctx);
+    if (!ok)
+        return conf_error(l, s, "OpenSSL accepts none of \"%s\"", v);
+    return 0;
+}
+
+static int
+load_tls(struct loader *l, const config_setting_t *root)
+{
+    struct conf_tls *t = &l->conf->tls;
+    const config_setting_t *g, *s_ver, *s_ciphers, *s_suites;
+    const char *ver, *ciphers, *suites;
+
+    if (get_group(l, root, "tls", tls_keys, &g) == -1 ||
+        get_string(l, g, "min_version", "1.2", &ver, &s_ver) == -1 ||
+        get_path(l, g, "ca_file", false, false, &t->ca_file) == -1 ||
+        get_path(l, g, "ca_path", false, true, &t->ca_path) == -1 ||
+        get_string(l, g, "ciphers", "", &ciphers, &s_ciphers) == -1 ||
+        get_string(l, g, "ciphersuites", "", &suites, &s_suites) == -1)
+        return -1;
+    /* RFC 7590 §3.1: nothing older than TLS 1.2. */
+    if (strcmp(ver, "1.2") == 0)
+        t->min_version = TLS1_2_VERSION;
+    else if (strcmp(ver, "1.3") == 0)
+        t->min_version = TLS1_3_VERSION;
+    else
+        return conf_error(l, s_ver, "expected \"1.2\" or \"1.3\", got \"%s\"", ver);
+    if (check_ciphers(l, s_ciphers, ciphers, false) == -1 ||
+        check_ciphers(l, s_suites, suites, true) == -1)
+        return -1;
+    t->ciphers = strdup_or_null(ciphers);
+    t->ciphersuites = strdup_or_null(suites);
+    return 0;
+}
+
+static int
+load_limits(struct loader *l, const config_setting_t *root)
+{
+    struct conf_limits *lim = &l->conf->limits;
+    const config_setting_t *g;
+    long long stanza, depth, attrs, header;
+
+    if (get_group(l, root, "limits", limits_keys, &g) == -1 ||
+        get_int(l, g, "stanza_bytes", 256 * 1024, 1024, 16 * MIB, &stanza) == -1 ||
+        get_int(l, g, "xml_depth", 32, 8, 1024, &depth) == -1 ||
+        get_int(l, g, "xml_attributes", 64, 8, 1024, &attrs) == -1 ||
+        get_int(l, g, "stream_header_bytes", 4096, 512, 65536, &header) == -1)
+        return -1;
+    lim->stanza_bytes = (size_t)stanza;
+    lim->xml_depth = (unsigned)depth;
+    lim->xml_attributes = (unsigned)attrs;
+    lim->stream_header_bytes = (size_t)header;
+    return 0;
+}
+
+static int
+load_timeouts(struct loader *l, const config_setting_t *root)
+{
+    struct conf_timeouts *t = &l->conf->timeouts;
+    const config_setting_t *g;
+
+    if (get_group(l, root, "timeouts", timeouts_keys, &g) == -1 ||
+        get_seconds(l, g, "connect", 10, 0.1, 300, &t->connect) == -1 ||
+        get_seconds(l, g, "tls_handshake", 15, 0.1, 300, &t->tls_handshake) == -1 ||
+        get_seconds(l, g, "idle", 600, 1, 86400, &t->idle) == -1)
+        return -1;
+    return 0;
+}
+
+static int
+load_dns_servers(struct loader *l, const config_setting_t *g)
+{
+    struct conf_dns *d = &l->conf->dns;
+    const config_setting_t *list = g != NULL ? config_setting_get_member(g, "servers") : NULL;
+    int n;
+
+    if (list == NULL)
+        return 0;
+    if (!config_setting_is_array(list) && !config_setting_is_list(list))
+        return type_error(l, list, "an array of addresses [ \"127.0.0.1:53\", ... ]");
+    if ((n = config_setting_length(list)) == 0)
+        return 0;
+    if ((d->servers = calloc((size_t)n, sizeof(*d->servers))) == NULL)
+        fatal("calloc");
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+        const char *bad;
+
+        if (config_setting_type(s) != CONFIG_TYPE_STRING)
+            return type_error(l, s, "a string");
+        if ((bad = server_parse(config_setting_get_string(s), &d->servers[i])) != NULL)
+            return conf_error(l, s, "\"%s\": %s", config_setting_get_string(s), bad);
+        d->nservers++;
+    }
+    return 0;
+}
+
+/* One ("name:", "value") pair; the option is tried on a scratch libunbound context so
+ * that a misspelt option is reported here, with its line. */
+static int
+load_unbound_option(struct loader *l, const config_setting_t *p, struct ub_ctx *ub,
+                    struct conf_dns_option *o)
+{
+    const char *name, *value;
+    size_t len;
+
+    if ((!config_setting_is_list(p) && !config_setting_is_array(p)) ||
+        config_setting_length(p) != 2 ||
+        config_setting_type(config_setting_get_elem(p, 0)) != CONFIG_TYPE_STRING ||
+        config_setting_type(config_setting_get_elem(p, 1)) != CONFIG_TYPE_STRING)
+        return conf_error(l, p, "expected a pair of strings (\"option:\", \"value\")");
+    name = config_setting_get_string_elem(p, 0);
+    value = config_setting_get_string_elem(p, 1);
+    len = strlen(name);
+    if (len < 2 || name[len - 1] != ':')
+        return conf_error(l, p, "option name \"%s\" must end with ':' (\"local-zone:\")", name);
+    if (ub != NULL && ub_ctx_set_option(ub, name, value) != 0)
+        return conf_error(l, p, "libunbound refuses \"%s\" \"%s\"", name, value);
+    o->name = xstrdup(name);
+    o->value = xstrdup(value);
+    return 0;
+}
+
+static int
+load_unbound_options(struct loader *l, const config_setting_t *g)
+{
+    struct conf_dns *d = &l->conf->dns;
+    const config_setting_t *list =
+        g != NULL ? config_setting_get_member(g, "unbound_options") : NULL;
+    struct ub_ctx *ub;
+    int n, rc = 0;
+
+    if (list == NULL || config_setting_length(list) == 0) {
+        if (list != NULL && !config_setting_is_list(list) && !config_setting_is_array(list))
+            return type_error(l, list, "a list of pairs ( (\"option:\", \"value\"), ... )");
+        return 0;
+    }
+    if (!config_setting_is_list(list))
+        return type_error(l, list, "a list of pairs ( (\"option:\", \"value\"), ... )");
+    if (d->backend != CONF_DNS_UNBOUND)
+        return conf_error(l, list, "only used with backend \"unbound\"");
+    n = config_setting_length(list);
+    if ((d->unbound_options = calloc((size_t)n, sizeof(*d->unbound_options))) == NULL)
+        fatal("calloc");
+    if ((ub = ub_ctx_create()) == NULL)
+        fatalx("ub_ctx_create failed");
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = load_unbound_option(l, config_setting_get_elem(list, (unsigned)i), ub,
+                                 &d->unbound_options[i]);
+        if (rc == 0)
+            d->nunbound_options++;
+    }
+    ub_ctx_delete(ub);
+    return rc;
+}
+
+static int
+load_dns(struct loader *l, const config_setting_t *root)
+{
+    struct conf_dns *d = &l->conf->dns;
+    const config_setting_t *g, *s_backend, *s_max;
+    const char *backend;
+    long long min_ttl, max_ttl;
+
+    if (get_group(l, root, "dns", dns_keys, &g) == -1 ||
+        get_string(l, g, "backend", "c-ares", &backend, &s_backend) == -1)
+        return -1;
+    if (strcmp(backend, "c-ares") == 0)
+        d->backend = CONF_DNS_CARES;
+    else if (strcmp(backend, "unbound") == 0)
+        d->backend = CONF_DNS_UNBOUND;
+    else
+        return conf_error(l, s_backend, "expected \"c-ares\" or \"unbound\", got \"%s\"", backend);
+
+    if (load_dns_servers(l, g) == -1 ||
+        get_path(l, g, "trust_anchor_file", false, false, &d->trust_anchor_file) == -1)
+        return -1;
+    /* c-ares does not validate: a trust anchor there would only give false comfort. */
+    if (d->trust_anchor_file != NULL && d->backend != CONF_DNS_UNBOUND)
+        return conf_error(l, config_setting_get_member(g, "trust_anchor_file"),
+                          "only used with backend \"unbound\" (c-ares does not validate DNSSEC)");
+    if (load_unbound_options(l, g) == -1 ||
+        get_seconds(l, g, "timeout", 5, 0.1, 60, &d->timeout) == -1 ||
+        get_int(l, g, "cache_min_ttl", 0, 0, 604800, &min_ttl) == -1 ||
+        get_int(l, g, "cache_max_ttl", 86400, 0, 604800, &max_ttl) == -1)
+        return -1;
+    if (min_ttl > max_ttl) {
+        s_max = config_setting_get_member(g, "cache_max_ttl");
+        if (s_max == NULL)
+            s_max = config_setting_get_member(g, "cache_min_ttl");
+        return conf_error(l, s_max, "cache_min_ttl (%lld) is greater than cache_max_ttl (%lld)",
+                          min_ttl, max_ttl);
+    }
+    d->cache_min_ttl = (uint32_t)min_ttl;
+    d->cache_max_ttl = (uint32_t)max_ttl;
+    return 0;
+}
+
+/* The tls_ctx_new() arguments, built once so that callers never copy fields around. */
+static void
+build_tls_view(struct conf *c)
+{
+    if ((c->tls_settings = calloc(1, sizeof(*c->tls_settings))) == NULL ||
+        (c->tls_hosts = calloc(c->nhosts, sizeof(*c->tls_hosts))) == NULL)
+        fatal("calloc");
+    c->tls_settings->min_version = c->tls.min_version;
+    c->tls_settings->ca_file = c->tls.ca_file;
+    c->tls_settings->ca_path = c->tls.ca_path;
+    c->tls_settings->ciphers = c->tls.ciphers;
+    c->tls_settings->ciphersuites = c->tls.ciphersuites;
+    for (size_t i = 0; i < c->nhosts; i++) {
+        c->tls_hosts[i].domain = c->hosts[i].domain;
+        c->tls_hosts[i].cert_file = c->hosts[i].certificate;
+        c->tls_hosts[i].key_file = c->hosts[i].key;
+    }
+}
+
+/* --- entry points ---------------------------------------------------------------------- */
+
+/* Absolute directory of path (which exists), and its directory as written. */
+static int
+loader_dirs(struct loader *l)
+{
+    char *abs, *slash;
+
+    if ((abs = realpath(l->path, NULL)) == NULL) {
+        snprintf(l->err, l->errlen, "%s: cannot read: %s", l->path, strerror(errno));
+        return -1;
+    }
+    slash = strrchr(abs, '/');
+    if (slash == abs)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    l->dir = abs;
+    l->conf->dir = xstrdup(abs);
+    if ((slash = strrchr(l->path, '/')) != NULL)
+        l->showdir = strndup(l->path, (size_t)(slash - l->path));
+    return 0;
+}
+
+static int
+parse(struct loader *l, config_t *cfg)
+{
+    const config_setting_t *root;
+    char file[PATH_MAX];
+
+    if (access(l->path, R_OK) == -1) {
+        snprintf(l->err, l->errlen, "%s: cannot read: %s", l->path, strerror(errno));
+        return -1;
+    }
+    if (loader_dirs(l) == -1)
+        return -1;
+    config_set_include_dir(cfg, l->dir);
+    if (config_read_file(cfg, l->path) != CONFIG_TRUE) {
+        if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
+            snprintf(l->err, l->errlen, "%s: cannot read", l->path);
+            return -1;
+        }
+        source_file(l, config_error_file(cfg), file, sizeof(file));
+        snprintf(l->err, l->errlen, "%s:%d: %s", file, config_error_line(cfg),
+                 config_error_text(cfg));
+        return -1;
+    }
+    root = config_root_setting(cfg);
+    if (check_keys(l, root, root_keys) == -1 || load_log(l, root) == -1 ||
+        load_hosts(l, root) == -1 || load_tls(l, root) == -1 || load_limits(l, root) == -1 ||
+        load_timeouts(l, root) == -1 || load_dns(l, root) == -1)
+        return -1;
+    build_tls_view(l->conf);
+    return 0;
+}
+
+struct conf *
+conf_load(const char *path, char *err, size_t errlen)
+{
+    struct loader l = {.path = path, .err = err, .errlen = errlen};
+    config_t cfg;
+    int rc;
+
+    if ((l.conf = calloc(1, sizeof(*l.conf))) == NULL)
+        fatal("calloc");
+    l.conf->path = xstrdup(path);
+    config_init(&cfg);
+    rc = parse(&l, &cfg);
+    config_destroy(&cfg);
+    free(l.dir);
+    free(l.showdir);
+    if (rc == -1) {
+        conf_free(l.conf);
+        return NULL;
+    }
+    return l.conf;
+}
+
+void
+conf_free(struct conf *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nhosts; i++) {
+        free(c->hosts[i].domain);
+        free(c->hosts[i].certificate);
+        free(c->hosts[i].key);
+    }
+    free(c->hosts);
+    free(c->tls.ca_file);
+    free(c->tls.ca_path);
+    free(c->tls.ciphers);
+    free(c->tls.ciphersuites);
+    for (size_t i = 0; i < c->dns.nservers; i++)
+        free(c->dns.servers[i].address);
+    free(c->dns.servers);
+    free(c->dns.trust_anchor_file);
+    for (size_t i = 0; i < c->dns.nunbound_options; i++) {
+        free(c->dns.unbound_options[i].name);
+        free(c->dns.unbound_options[i].value);
+    }
+    free(c->dns.unbound_options);
+    free(c->tls_settings);
+    free(c->tls_hosts);
+    free(c->path);
+    free(c->dir);
+    free(c);
+}
+
+const struct conf_host *
+conf_host_find(const struct conf *c, const char *domain)
+{
+    for (size_t i = 0; i < c->nhosts; i++)
+        if (strcmp(c->hosts[i].domain, domain) == 0)
+            return &c->hosts[i];
+    return NULL;
+}
+
+void
+conf_tls_settings(const struct conf *c, const struct tls_settings **settings,
+                  const struct tls_host **hosts)
+{
+    *settings = c->tls_settings;
+    *hosts = c->tls_hosts;
+}
