@@ -150,6 +150,24 @@ xp_starttls(struct event_base *base, struct xpeer *p, struct tls_ctx *ctx, const
 }
 
 void
+xp_accept(struct event_base *base, struct xpeer *p, int fd)
+{
+    struct conn_cbs cbs = {p_read, p_event, p};
+
+    memset(p, 0, sizeof(*p));
+    p->got = evbuffer_new();
+    p->c = conn_new_accepted(base, fd, &cbs);
+}
+
+int
+xp_starttls_server(struct xpeer *p, struct tls_ctx *ctx)
+{
+    char err[256];
+
+    return conn_starttls(p->c, ctx, TLS_ROLE_SERVER, NULL, NULL, NULL, err, sizeof(err));
+}
+
+void
 xp_send(struct xpeer *p, const char *text)
 {
     conn_write(p->c, text, strlen(text));

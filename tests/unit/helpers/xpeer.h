@@ -38,6 +38,10 @@ int xp_connect(struct event_base *base, struct xpeer *p, int lfd, const struct s
 /* Client-side TLS on p (STARTTLS upgrade or direct); waits for the handshake when wait. */
 int xp_starttls(struct event_base *base, struct xpeer *p, struct tls_ctx *ctx, const char *sni,
                 const char *local, bool wait);
+/* Server side: p wraps an accepted fd. */
+void xp_accept(struct event_base *base, struct xpeer *p, int fd);
+/* Server-side TLS on p (after <proceed/>); returns at once. */
+int xp_starttls_server(struct xpeer *p, struct tls_ctx *ctx);
 void xp_send(struct xpeer *p, const char *text);
 /* Waits until the received bytes contain s (from the start of got); true if found. */
 bool xp_wait(struct event_base *base, struct xpeer *p, const char *s);
