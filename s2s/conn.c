@@ -12,8 +12,8 @@
  *
  * - Reads take up to 64 KiB per read() in plaintext (evbuffer_read caps at 4 KiB), and
  *   SSL_read runs in a loop until OpenSSL wants more from the socket, so nothing stays
- *   decrypted inside SSL unseen. The owner
- *   gets one read callback per wakeup, and the EOF event only after it.
+ *   decrypted inside SSL unseen. The owner gets one read callback per wakeup, and the
+ *   EOF event only after it.
  * - Writes are deferred: appending to the output only schedules one flush per loop
  *   iteration (an event made active), so all the stanzas queued in that iteration leave
  *   in one writev() or in full TLS records (one SSL_write per record).
@@ -48,11 +48,12 @@
 #include "s2s/sockaddr.h"
 #include "s2s/tls.h"
 
-#define CONN_PLAIN_READ  (64 * 1024)  /* one read() */
-#define CONN_TLS_READ    (16 * 1024)  /* one SSL_read: a full record's plaintext */
-#define CONN_TLS_RECORD  (16 * 1024)  /* one SSL_write: one full record */
-#define CONN_READ_BUDGET (256 * 1024) /* per wakeup, then let other conns run */
-#define CONN_LINGER_READ 16384
+#define CONN_PLAIN_READ   (64 * 1024)  /* one read() */
+#define CONN_TLS_READ     (16 * 1024)  /* one SSL_read: a full record's plaintext */
+#define CONN_TLS_RECORD   (16 * 1024)  /* one SSL_write: one full record */
+#define CONN_READ_BUDGET  (256 * 1024) /* per wakeup, then let other conns run */
+#define CONN_WRITE_BUDGET (256 * 1024)
+#define CONN_LINGER_READ  16384
 
 enum conn_state {
     CS_CONNECTING,  /* TCP connect in progress */
@@ -563,11 +564,15 @@ conn_write_plain(struct conn *c, size_t max)
 static int
 conn_write_tls(struct conn *c)
 {
-    size_t len;
+    size_t len, total = 0;
     unsigned char *p;
     int r, err;
 
     while ((len = evbuffer_get_length(c->out)) > 0) {
+        if (total >= CONN_WRITE_BUDGET) {
+            conn_later(c, LATER_FLUSH);
+            return 0;
+        }
         if (len > CONN_TLS_RECORD)
             len = CONN_TLS_RECORD;
         if ((p = evbuffer_pullup(c->out, (ev_ssize_t)len)) == NULL) {
@@ -579,6 +584,7 @@ conn_write_tls(struct conn *c)
         r = SSL_write(c->ssl, p, (int)len);
         if (r > 0) {
             evbuffer_drain(c->out, (size_t)r);
+            total += (size_t)r;
             c->stats.ssl_writes++;
             c->stats.bytes_out += (uint64_t)r;
             continue;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s2s/cmd_resolve.h"
 #include "s2s/conf.h"
 #include "s2s/daemon.h"
 #include "s2s/log.h"
@@ -31,6 +32,8 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"resolve", cmd_resolve, "[-c FILE] [--json] DOMAIN",
+     "the s2s targets of DOMAIN, in try order"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ struct tls_cert {
 };
 
 struct tls_ctx {
-    int refs; /* config owners; SSLs hold ssl_ctx instead */
+    atomic_int refs; /* config owners (loops may share it); SSLs hold ssl_ctx instead */
     SSL_CTX *ssl_ctx;
     struct tls_cert *certs; /* certs[0] is the default */
     size_t ncerts;
@@ -332,7 +333,7 @@ tls_ctx_new(const struct tls_settings *settings, const struct tls_host *hosts, s
     if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
         (ctx->certs = calloc(nhosts, sizeof(*ctx->certs))) == NULL)
         fatalx("%s: out of memory", __func__);
-    ctx->refs = 1;
+    atomic_init(&ctx->refs, 1);
     ctx->ncerts = nhosts;
     for (size_t i = 0; i < nhosts; i++)
         if (tls_load_host(&ctx->certs[i], &hosts[i], err, errlen) == -1)
@@ -357,14 +358,14 @@ fail:
 struct tls_ctx *
 tls_ctx_ref(struct tls_ctx *ctx)
 {
-    ctx->refs++;
+    atomic_fetch_add(&ctx->refs, 1);
     return ctx;
 }
 
 void
 tls_ctx_unref(struct tls_ctx *ctx)
 {
-    if (ctx == NULL || --ctx->refs > 0)
+    if (ctx == NULL || atomic_fetch_sub(&ctx->refs, 1) > 1)
         return;
     /* ctx itself goes when the last SSL made from it is freed (tls_ctx_exfree). */
     SSL_CTX_free(ctx->ssl_ctx);

@@ -7,8 +7,6 @@ BIN=${S2S_BINDIR:?S2S_BINDIR must point at the build directory}/s2sproxy
 SRC=${S2S_SRCDIR:-$(pwd)}
 tmp=$(mktemp -d /tmp/test_daemon.XXXXXX)
 pid=""
-passed=0
-failed=0
 
 cleanup() {
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
@@ -19,18 +17,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check() { # description, command...
-    local desc=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok - $desc"
-    else
-        failed=$((failed + 1))
-        echo "not ok - $desc"
-        [ -f "${log:-/nonexistent}" ] && sed 's/^/    log: /' "$log"
-    fi
-}
+# shellcheck source=lib/check.sh
+. "$(dirname "$0")/lib/check.sh"
+check_on_failure() { [ -f "${log:-/nonexistent}" ] && sed 's/^/    log: /' "$log" || true; }
 
 count() { grep -cE -- "$1" "$log" || true; }
 
@@ -157,5 +146,4 @@ wait_exit
 check "SIGINT exits 0 after a graceful shutdown" \
     test "$status" = 0 -a "$(count 'shutting down \(signal SIGINT\)')" = 1
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+check_summary

@@ -48,19 +48,8 @@ for _ in $(seq 1 50); do
 done
 SILENT_PORT=$(cat "$TMP/silent.port")
 
-passed=0
-failed=0
-check() { # name, command...
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok: $name"
-    else
-        failed=$((failed + 1))
-        echo "FAILED: $name"
-    fi
-}
+# shellcheck source=lib/check.sh
+. "$SRCDIR/tests/integration/lib/check.sh"
 
 # The zones themselves, as a validating third party sees them (delv), so a broken
 # fixture is told apart from a broken resolver.
@@ -88,5 +77,4 @@ run_live() { # backend
 run_live cares
 run_live unbound
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

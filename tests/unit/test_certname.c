@@ -423,8 +423,8 @@ test_domain_valid(void **state)
         "localhost",
         "a-b.example",
         "xn--bcher-kva.example",
-        "b\xc3\xbc"
-        "cher.example",
+        ("b\xc3\xbc"
+         "cher.example"),
         "123.example.org",
         "a.b.c.d.example",
     };

@@ -164,8 +164,8 @@ test_result_request_errors(void **state)
                      DIALBACK_ERR_ITEM_NOT_FOUND);
     /* Unusable keys. */
     static const char *const badkey[] = {"", " \n\t ", "ab cd",
-                                         "ab\x01"
-                                         "cd",
+                                         ("ab\x01"
+                                          "cd"),
                                          "\xc3\xbc"};
     for (size_t i = 0; i < sizeof(badkey) / sizeof(badkey[0]); i++) {
         a = attrs("capulet.example", "montague.example", NULL, NULL, badkey[i]);
