@@ -406,7 +406,7 @@ domain_check(char *d, char *why, size_t whylen)
  * when valid, else why not.
  */
 static const char *
-server_parse(const char *text, struct conf_dns_server *srv, uint16_t defport)
+server_parse(const char *text, struct conf_dns_server *srv, uint16_t defport, bool zero_ok)
 {
     char host[INET6_ADDRSTRLEN + 1];
     const char *port = NULL, *colon = strchr(text, ':');
@@ -444,8 +444,8 @@ server_parse(const char *text, struct conf_dns_server *srv, uint16_t defport)
         errno = 0;
         p = strtoul(port, &end, 10);
         if (*port == '\0' || !isdigit((unsigned char)*port) || *end != '\0' || errno != 0 ||
-            p == 0 || p > 65535)
-            return "port must be 1..65535";
+            (p == 0 && !zero_ok) || p > 65535)
+            return zero_ok ? "port must be 0..65535" : "port must be 1..65535";
         srv->port = (uint16_t)p;
     }
     if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
@@ -691,7 +691,7 @@ load_dns_servers(struct loader *l, const config_setting_t *g)
 
         if (config_setting_type(s) != CONFIG_TYPE_STRING)
             return type_error(l, s, "a string");
-        if ((bad = server_parse(config_setting_get_string(s), &d->servers[i], 53)) != NULL)
+        if ((bad = server_parse(config_setting_get_string(s), &d->servers[i], 53, false)) != NULL)
             return conf_error(l, s, "\"%s\": %s", config_setting_get_string(s), bad);
         d->nservers++;
     }
@@ -825,7 +825,7 @@ load_addrs(struct loader *l, const config_setting_t *g, const char *name,
 
         if (s != NULL && config_setting_type(s) != CONFIG_TYPE_STRING)
             return type_error(l, s, "a string");
-        if ((bad = server_parse(text, &a, 5269)) != NULL)
+        if ((bad = server_parse(text, &a, 5269, true)) != NULL)
             return conf_error(l, s, "\"%s\": %s", text, bad);
         (*out)[i].text = xstrdup(text);
         (*out)[i].sa = a.sa;

@@ -11,10 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dns/resolver.h"
 #include "s2s/cmd_resolve.h"
 #include "s2s/conf.h"
 #include "s2s/daemon.h"
+#include "s2s/dnsconf.h"
 #include "s2s/log.h"
+#include "s2s/pool.h"
+#include "s2s/router.h"
 
 #define EXIT_USAGE 2
 
@@ -76,6 +80,82 @@ tune_malloc(void)
 #endif
 }
 
+/*
+ * The federation engine: resolver, router (listeners, inbound sessions, pool), and the
+ * daemon hooks that close it gracefully and hand it a reloaded configuration. DNS
+ * settings are read once at start (a reload does not rebuild the resolver): a private
+ * copy of the configuration keeps the strings the resolver was given alive.
+ */
+struct federation {
+    struct daemon *d;
+    struct conf *dns_conf;
+    struct dnsconf dc;
+    struct dns_resolver *res;
+    struct router *router;
+};
+
+static void
+fed_closed(void *arg)
+{
+    struct federation *f = arg;
+
+    daemon_idle(f->d);
+}
+
+static void
+fed_shutdown(struct daemon *d, void *arg)
+{
+    struct federation *f = arg;
+
+    daemon_busy(d);
+    router_shutdown(f->router, fed_closed, f);
+}
+
+static void
+fed_reload(struct daemon *d, const struct conf *old, void *arg)
+{
+    struct federation *f = arg;
+
+    (void)old;
+    router_reconfigure(f->router, daemon_conf(d), daemon_tls(d));
+}
+
+static int
+federation_start(struct federation *f, struct daemon *d, char *err, size_t errlen)
+{
+    const struct conf *conf = daemon_conf(d);
+    struct pool_dns dns;
+
+    f->d = d;
+    if ((f->dns_conf = conf_load(conf->path, err, errlen)) == NULL)
+        return -1;
+    if (dnsconf_init(&f->dc, &f->dns_conf->dns) == -1) {
+        snprintf(err, errlen, "dns: out of memory");
+        return -1;
+    }
+    if ((f->res = dns_resolver_new(daemon_base(d), &f->dc.opts, err, errlen)) == NULL)
+        return -1;
+    /* TLSA only where a validating resolver can say "secure" (RFC 7673 §3). */
+    dns = pool_dns_resolver(f->res, conf->dns.backend == CONF_DNS_UNBOUND ? DNS_TARGETS_TLSA : 0);
+    if ((f->router = router_new(daemon_base(d), conf, daemon_tls(d), &dns, err, errlen)) == NULL)
+        return -1;
+    daemon_on_shutdown(d, DAEMON_PHASE_SESSIONS, fed_shutdown, f);
+    daemon_on_reload(d, fed_reload, f);
+    return 0;
+}
+
+static void
+federation_stop(struct federation *f)
+{
+    router_free(f->router);
+    if (f->res != NULL)
+        dns_resolver_free(f->res);
+    if (f->dns_conf != NULL) {
+        dnsconf_clear(&f->dc);
+        conf_free(f->dns_conf);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -88,6 +168,7 @@ main(int argc, char **argv)
     bool debug = false, test = false;
     char err[1024];
     struct daemon *d;
+    struct federation fed = {0};
     int ch, rc;
 
     tune_malloc();
@@ -134,7 +215,10 @@ main(int argc, char **argv)
 
     if ((d = daemon_new(conf_path, debug, err, sizeof(err))) == NULL)
         fatalx("%s", err);
+    if (federation_start(&fed, d, err, sizeof(err)) == -1)
+        fatalx("%s", err);
     rc = daemon_run(d);
+    federation_stop(&fed);
     daemon_free(d);
     return rc;
 }
