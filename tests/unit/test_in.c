@@ -561,6 +561,69 @@ test_unsupported_and_oversized(void **state)
     wait_session_closed();
 }
 
+/* After authentication: a stanza for a domain we do not host, one without 'to', and an
+ * element that is no stanza each end the stream with their own condition. */
+static void
+authenticated_peer(void)
+{
+    struct in_opts o = default_opts();
+
+    start(&o);
+    open_tls(peer_ctx, HDR("a.test", "b.test"));
+    xp_send(&peer, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+    assert_true(xp_wait(base, &peer, "<success"));
+    xp_send(&peer, HDR("a.test", "b.test"));
+    assert_true(xp_wait(base, &peer, "</stream:features>"));
+}
+
+static void
+test_to_not_hosted(void **state)
+{
+    (void)state;
+    authenticated_peer();
+    xp_send(&peer, "<message from='u@b.test' to='v@elsewhere.test'/>");
+    assert_true(xp_wait(base, &peer, "<host-unknown"));
+    wait_session_closed();
+    assert_int_equal(got.stanzas, 0);
+}
+
+static void
+test_missing_to(void **state)
+{
+    (void)state;
+    authenticated_peer();
+    xp_send(&peer, "<message from='u@b.test'/>");
+    assert_true(xp_wait(base, &peer, "<improper-addressing"));
+    wait_session_closed();
+}
+
+static void
+test_unsupported_stanza_type(void **state)
+{
+    (void)state;
+    authenticated_peer();
+    xp_send(&peer, "<foo xmlns='jabber:server' from='b.test' to='a.test'/>");
+    assert_true(xp_wait(base, &peer, "<unsupported-stanza-type"));
+    wait_session_closed();
+}
+
+/* The peer answers <proceed/> with something that is not a TLS handshake. */
+static void
+test_tls_failure(void **state)
+{
+    struct in_opts o = default_opts();
+
+    (void)state;
+    start(&o);
+    xp_send(&peer, HDR("a.test", "b.test"));
+    assert_true(xp_wait(base, &peer, "</stream:features>"));
+    xp_send(&peer, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert_true(xp_wait(base, &peer, "<proceed"));
+    xp_send(&peer, "GET / HTTP/1.0\r\n\r\n this is not a ClientHello, not at all\r\n");
+    wait_session_closed();
+    assert_int_equal(got.auths, 0);
+}
+
 /* XEP-0368: TLS from the first byte, then SASL EXTERNAL. */
 static void
 test_direct_tls(void **state)
@@ -598,6 +661,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sasl_wrong_domain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported_and_oversized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_to_not_hosted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsupported_stanza_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_failure, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
