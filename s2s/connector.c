@@ -108,13 +108,18 @@ att_event(struct conn *c, enum conn_event ev, const char *reason, void *arg)
     struct conn_cbs none = {0};
 
     if (ev == CONN_EV_CONNECTED) {
+        /* Handed over right here, inside the conn's own callback, so that the new owner's
+         * callbacks are in place before anything else (data, EOF) can arrive. */
+        connector_fn cb = k->cb;
+        void *cbarg = k->arg;
+        const struct dns_target *t = &k->targets->targets[k->target];
+
         log_debug("connector: %s connected to %s", k->targets->domain, conn_peer(c));
         a->c = NULL;
         k->live--;
         conn_set_cbs(c, &none);
-        k->winner = c;
-        drop_attempts(k);
-        finish(k);
+        connector_cancel(k);
+        cb(c, t, XMPP_STANZA_ERR_UNDEFINED_CONDITION, "", cbarg);
         return;
     }
     if (ev != CONN_EV_ERROR && ev != CONN_EV_TIMEOUT_CONN && ev != CONN_EV_EOF)

@@ -7,10 +7,11 @@
  * first to connect wins; the others are dropped. When every address of a target has
  * failed, the next target is tried.
  *
- * The callback runs once, from the loop: with the connected conn (the caller takes it)
- * and the target it belongs to, or with NULL and why (every target failed: the stanza
- * error is remote-server-timeout, RFC 6120 §8.3.3.16, or remote-server-not-found when
- * there was no address to try at all).
+ * The callback runs once, from the loop: with the connected conn (the caller takes it
+ * and must set its callbacks before returning: the call is made from inside that conn's
+ * CONNECTED event, so no data or EOF can be missed) and the target it belongs to, or with NULL and
+ * why (every target failed: the stanza error is remote-server-timeout, RFC 6120 §8.3.3.16, or
+ * remote-server-not-found when there was no address to try at all).
  */
 #ifndef S2S_CONNECTOR_H
 #define S2S_CONNECTOR_H

@@ -73,8 +73,11 @@ struct route {
     TAILQ_HEAD(, pool_verify) verifies;
     void *dnsreq;
     struct dns_targets *targets;
+    struct dns_targets view; /* the targets after a failed one (shallow copy) */
+    size_t tidx;             /* index of the target the current stream went to */
     struct connector *k;
     struct out_session *out;
+    unsigned nouts;         /* out sessions alive for this route, closing ones included */
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
 };
@@ -315,8 +318,7 @@ o_ready(struct out_session *s, void *arg)
     struct route *r = arg;
     struct qitem *q;
 
-    (void)s;
-    if (r->state == R_FAILED)
+    if (r->state == R_FAILED || s != r->out)
         return;
     route_set_state(r, R_READY);
     event_del(r->ev_queue);
@@ -335,13 +337,38 @@ o_ready(struct out_session *s, void *arg)
     }
 }
 
+static void connector_cb(struct conn *c, const struct dns_target *t, enum xmpp_stanza_error cond,
+                         const char *why, void *arg);
+
+/* RFC 6120 §3.2.1 step 9 spirit: a target that fails TLS or authentication is not the
+ * end; the next one in DNS order is tried before the route fails. */
+static bool
+try_next_target(struct route *r, const char *why)
+{
+    const struct conf *c = r->p->conf;
+
+    if (r->targets == NULL || r->tidx + 1 >= r->targets->ntargets || r->p->shutting_down)
+        return false;
+    log_info("pool: route local=%s remote=%s: target %s failed (%s): trying the next one", r->local,
+             r->remote, r->targets->targets[r->tidx].host, why);
+    r->out = NULL; /* the failed stream closes by itself */
+    r->view = *r->targets;
+    r->view.targets += r->tidx + 1;
+    r->view.ntargets -= r->tidx + 1;
+    route_set_state(r, R_CONNECTING);
+    r->k = connector_start(r->p->base, &r->view, (unsigned)(c->timeouts.connect * 1000), 250,
+                           connector_cb, r);
+    return true;
+}
+
 static void
 o_failed(struct out_session *s, enum xmpp_stanza_error cond, const char *why, void *arg)
 {
     struct route *r = arg;
 
-    (void)s;
-    if (r->state == R_FAILED)
+    if (r->state == R_FAILED || s != r->out)
+        return;
+    if (try_next_target(r, why))
         return;
     route_fail_ex(r, cond, why, false);
 }
@@ -365,9 +392,14 @@ o_closed(struct out_session *s, void *arg)
 {
     struct route *r = arg;
 
-    (void)s;
-    r->out = NULL;
+    r->nouts--;
     r->p->nstreams--;
+    if (s != r->out) {
+        /* a stream given up for the next target */
+        route_maybe_free(r);
+        return;
+    }
+    r->out = NULL;
     event_del(r->ev_idle);
     dns_targets_free(r->targets);
     r->targets = NULL;
@@ -425,9 +457,11 @@ connector_cb(struct conn *c, const struct dns_target *t, enum xmpp_stanza_error 
         route_fail(r, cond, why);
         return;
     }
+    r->tidx = (size_t)(t - r->targets->targets);
     out_opts_fill(r, t, &o);
     route_set_state(r, R_NEGOTIATING);
     r->p->nstreams++;
+    r->nouts++;
     cbs.arg = r;
     r->out = out_new(r->p->base, c, r->local, r->remote, &o, &cbs);
     send_verifies(r);
@@ -528,8 +562,8 @@ route_get(struct pool *p, const char *local, const char *remote)
 static void
 route_maybe_free(struct route *r)
 {
-    if (r->state != R_IDLE || r->out != NULL || r->k != NULL || r->dnsreq != NULL || r->qn > 0 ||
-        !TAILQ_EMPTY(&r->verifies))
+    if (r->state != R_IDLE || r->out != NULL || r->nouts > 0 || r->k != NULL || r->dnsreq != NULL ||
+        r->qn > 0 || !TAILQ_EMPTY(&r->verifies))
         return;
     TAILQ_REMOVE(&r->p->routes, r, entry);
     event_free(r->ev_queue);

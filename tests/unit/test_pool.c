@@ -23,6 +23,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 
 #include "dialback/key.h"
 #include "s2s/in.h"
@@ -45,7 +46,8 @@ static struct event_base *base;
 static struct conf conf;
 static struct pool *pool;
 static struct listen *lis;
-static uint16_t b_port, closed_port, silent_port;
+static uint16_t b_port, closed_port, silent_port, eof_port;
+static struct evconnlistener *eof_lis;
 static int silent_fd;
 
 static struct in_session *ins[8];
@@ -136,6 +138,21 @@ targets_for(const char *domain)
                                                          : b_port;
 
     snprintf(t->domain, sizeof(t->domain), "%s", domain);
+    if (strcmp(domain, "two.test") == 0) {
+        /* the first target hangs up at once, the second is b.test's server */
+        t->status = DNS_OK;
+        t->ntargets = 2;
+        t->targets = calloc(2, sizeof(*t->targets));
+        for (int i = 0; i < 2; i++) {
+            snprintf(t->targets[i].host, sizeof(t->targets[i].host), "%s",
+                     i ? "b.test" : "eof.test");
+            t->targets[i].port = i ? b_port : eof_port;
+            t->targets[i].naddrs = 1;
+            t->targets[i].addrs[0].family = AF_INET;
+            memcpy(t->targets[i].addrs[0].addr, "\x7f\x00\x00\x01", 4);
+        }
+        return t;
+    }
     if (strcmp(domain, "nx.test") == 0) {
         t->status = DNS_NXDOMAIN;
         snprintf(t->error, sizeof(t->error), "nx.test: no such domain");
@@ -289,6 +306,16 @@ group_teardown(void **state)
     return 0;
 }
 
+static void
+eof_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    (void)l;
+    (void)sa;
+    (void)salen;
+    (void)arg;
+    close(fd);
+}
+
 static uint16_t
 port_of(const struct sockaddr_storage *ss)
 {
@@ -325,6 +352,10 @@ setup(void **state)
     close(fd);
     silent_fd = xp_listen(&ss, &len);
     silent_port = port_of(&ss);
+    fd = xp_listen(&ss, &len);
+    eof_port = port_of(&ss);
+    evutil_make_socket_nonblocking(fd);
+    eof_lis = evconnlistener_new(base, eof_accept, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 
     memset(&conf, 0, sizeof(conf));
     conf.security.require_tls = true;
@@ -370,6 +401,7 @@ teardown(void **state)
     assert_int_equal(in_count(), 0);
     pool_free(pool);
     listen_free(lis);
+    evconnlistener_free(eof_lis);
     close(silent_fd);
     assert_int_equal(conn_count(), 0);
     event_base_free(base);
@@ -526,6 +558,20 @@ test_dialback_verify(void **state)
     assert_int_equal(ev.vtype, DIALBACK_TYPE_ERROR);
 }
 
+/* The first target hangs up after connect: the route goes on to the second target
+ * (b.test's server, which does not host two.test and says host-unknown: the route then
+ * fails with remote-server-not-found, but only after reaching the second target). */
+static void
+test_next_target_after_stream_failure(void **state)
+{
+    (void)state;
+    pool_send(pool, "a.test", "two.test", msg("u@a.test", "v@two.test", "t1"));
+    wait_bounced(1);
+    assert_int_equal(ev.dns_queries, 1);
+    assert_true(nins >= 1); /* b.test's listener saw the second attempt */
+    assert_string_equal(ev.bounce_cond[0], "remote-server-not-found");
+}
+
 int
 main(void)
 {
@@ -538,6 +584,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_backoff_doubling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_routes_one_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialback_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_target_after_stream_failure, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
