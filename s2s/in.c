@@ -173,6 +173,8 @@ free_cb(evutil_socket_t fd, short what, void *arg)
     dialback_pairs_free(s->pairs);
     event_free(s->ev_auth);
     event_free(s->ev_free);
+    if (s->opts.tls != NULL)
+        tls_ctx_unref(s->opts.tls);
     free(s->secret);
     free(s);
     nsessions--;
@@ -765,6 +767,9 @@ in_new(struct event_base *base, struct conn *c, const struct in_opts *opts,
     s->conn = c;
     s->opts = *opts;
     s->cbs = *cbs;
+    /* Ours until freed: a reload may drop the daemon's reference before STARTTLS. */
+    if (s->opts.tls != NULL)
+        tls_ctx_ref(s->opts.tls);
     if (s->opts.unauth_stanza_bytes == 0)
         s->opts.unauth_stanza_bytes = 16384;
     if (s->opts.auth_timeout_ms == 0)

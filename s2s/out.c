@@ -167,6 +167,8 @@ free_cb(evutil_socket_t fd, short what, void *arg)
         for (size_t i = 0; i < s->opts.ntlsa; i++)
             free(s->tlsa[i].data);
     free(s->tlsa);
+    if (s->opts.tls != NULL)
+        tls_ctx_unref(s->opts.tls);
     free(s->secret);
     free(s);
     nsessions--;
@@ -742,6 +744,9 @@ out_new(struct event_base *base, struct conn *c, const char *local, const char *
     s->conn = c;
     s->opts = *opts;
     s->cbs = *cbs;
+    /* Ours until freed: a reload may drop the daemon's reference before STARTTLS. */
+    if (s->opts.tls != NULL)
+        tls_ctx_ref(s->opts.tls);
     snprintf(s->local, sizeof(s->local), "%s", local);
     snprintf(s->remote, sizeof(s->remote), "%s", remote);
     if (s->opts.xml.max_stanza_bytes == 0)
