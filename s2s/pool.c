@@ -346,6 +346,15 @@ route_flush(struct route *r)
 }
 
 static void
+o_stanza(struct out_session *s, struct stanza *st, void *arg)
+{
+    struct route *r = arg;
+
+    (void)s;
+    r->p->cbs.inbound_take(st, r->p->cbs.arg);
+}
+
+static void
 o_drained(struct out_session *s, void *arg)
 {
     struct route *h = arg, *r;
@@ -510,6 +519,7 @@ static const struct out_cbs ocbs = {
     .failed = o_failed,
     .verify_result = o_verify_result,
     .drained = o_drained,
+    .stanza_take = o_stanza,
     .pair_result = o_pair_result,
     .closed = o_closed,
 };
@@ -543,6 +553,7 @@ out_opts_fill(struct route *r, const struct dns_target *t, struct out_opts *o)
     o->timeouts.idle_ms = (unsigned)(c->timeouts.idle * 1000);
     o->auth_timeout_ms = (unsigned)(c->timeouts.authenticate * 1000);
     o->keepalive_ms = (unsigned)(c->timeouts.keepalive * 1000);
+    o->bidi = r->p->cbs.inbound_take != NULL;
 }
 
 static void

@@ -23,7 +23,9 @@
  *     shared stream closes, every route on it goes IDLE (and restarts if stanzas wait).
  *   - A stream that fails TLS, authentication or the stream itself gives way to the next
  *     DNS target before the route fails.
- *   - Not done: XEP-0288 bidi.
+ *   - XEP-0288: outbound streams ask for bidi when the peer offers it and its certificate
+ *     is valid; what comes back goes to cbs->inbound_take. Inbound streams do not offer
+ *     it (our stanzas always go over our own outbound streams).
  *
  * Dialback receiving role: pool_dialback_verify() sends <db:verify/> on the route
  * (local, remote), starting it when needed; identical requests (same pair, id and key)
@@ -55,6 +57,9 @@ struct pool_dns {
 struct pool_cbs {
     /* A bounce (an error stanza for a local sender) to hand to the local server. */
     void (*bounce_take)(struct stanza *st, void *arg);
+    /* XEP-0288: a checked stanza from a remote domain that came back over one of our
+     * outbound streams (NULL: bidi is not asked for). */
+    void (*inbound_take)(struct stanza *st, void *arg);
     void *arg;
 };
 

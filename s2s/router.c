@@ -159,6 +159,14 @@ pool_bounce_take(struct stanza *st, void *arg)
     }
 }
 
+/* XEP-0288: a stanza from a remote server over our own outbound stream, checked by
+ * out.c like in.c checks its own. */
+static void
+pool_inbound_take(struct stanza *st, void *arg)
+{
+    router_inbound(arg, st);
+}
+
 /* --- inbound sessions ------------------------------------------------------------------ */
 
 /* A hosted domain, or a subdomain of one: the local server's components (MUC at
@@ -315,6 +323,7 @@ router_new(struct event_base *base, const struct conf *conf, struct tls_ctx *tls
         return NULL;
     }
     pcbs.bounce_take = pool_bounce_take;
+    pcbs.inbound_take = pool_inbound_take;
     pcbs.arg = r;
     r->pool = pool_new(base, conf, tls, dns, &pcbs);
     return r;
