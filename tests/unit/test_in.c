@@ -645,6 +645,50 @@ test_tls_ctx_outlives_reload(void **state)
     assert_true(xp_has(&peer, "EXTERNAL"));
 }
 
+/* Hostile or broken input after TLS: each gets the named answer, none crashes (ASan). */
+static void
+test_hostile_inputs(void **state)
+{
+    static const struct {
+        const char *send, *expect;
+    } cases[] = {
+        {"<db:verify from='b.test' to='a.test'>k</db:verify>", "<bad-format"},
+        {"<db:result to='a.test'>k</db:result>", "<improper-addressing"},
+        {"<db:result from='b.test' to='a.test'></db:result>", "type='error'"},
+        {"<db:result from='b.test' to='a.test' type='valid'/>", "<not-authorized"},
+        {"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>!!notbase64</auth>",
+         "<incorrect-encoding/>"},
+        {"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>",
+         "<invalid-mechanism/>"},
+        {"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>Yy50ZXN0</auth>",
+         "<invalid-authzid/>"}, /* c.test while the header said b.test */
+        {"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<policy-violation"},
+        {"<iq type='get' id='1' from='b.test' to='a.test'/>", "<not-authorized"},
+        {"<!-- comment -->", "<restricted-xml"},
+        {"<a><b></a>", "<not-well-formed"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct in_opts o = default_opts();
+
+        memset(&got, 0, sizeof(got));
+        start(&o);
+        open_tls(untrusted_ctx, HDR("a.test", "b.test"));
+        xp_clear(&peer);
+        xp_send(&peer, cases[i].send);
+        if (!xp_wait(base, &peer, cases[i].expect))
+            fail_msg("case %zu: %s", i, cases[i].send);
+        assert_int_equal(got.stanzas, 0);
+        assert_int_equal(got.auths, 0);
+        xp_done(&peer);
+        if (sess != NULL)
+            in_close(sess, -1, "next case");
+        xp_run_until(base, all_gone, NULL, 10);
+        assert_int_equal(in_count(), 0);
+    }
+}
+
 /* XEP-0368: TLS from the first byte, then SASL EXTERNAL. */
 static void
 test_direct_tls(void **state)
@@ -687,6 +731,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unsupported_stanza_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_ctx_outlives_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_inputs, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
