@@ -19,12 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
 #include <unbound.h>
 
+#include "dialback/key.h"
 #include "s2s/tls.h"
 
 #define MIB (1024 * 1024)
@@ -39,14 +42,24 @@ struct loader {
     struct conf *conf;
 };
 
-static const char *const root_keys[] = {"log", "hosts", "tls", "limits", "timeouts", "dns", NULL};
+static const char *const root_keys[] = {"log", "hosts",  "tls",      "limits",   "timeouts",
+                                        "dns", "listen", "dialback", "security", NULL};
 static const char *const log_keys[] = {"level", "syslog", NULL};
-static const char *const host_keys[] = {"domain", "certificate", "key", NULL};
+static const char *const host_keys[] = {"domain", "certificate", "key", "component", NULL};
+static const char *const component_keys[] = {"host", "port", "secret", "name", NULL};
+static const char *const listen_keys[] = {"starttls", "direct_tls", NULL};
+static const char *const dialback_keys[] = {"enabled", "secret", "secret_file", NULL};
+static const char *const security_keys[] = {"require_tls", "default", "secure_domains",
+                                            "insecure_domains", NULL};
 static const char *const tls_keys[] = {"min_version", "ca_file",      "ca_path",
                                        "ciphers",     "ciphersuites", NULL};
-static const char *const limits_keys[] = {"stanza_bytes", "xml_depth", "xml_attributes",
-                                          "stream_header_bytes", NULL};
-static const char *const timeouts_keys[] = {"connect", "tls_handshake", "idle", NULL};
+static const char *const limits_keys[] = {
+    "stanza_bytes",   "xml_depth",   "xml_attributes",     "stream_header_bytes",
+    "queue_stanzas",  "queue_bytes", "connections_per_ip", "unauth_stanza_bytes",
+    "dialback_pairs", NULL};
+static const char *const timeouts_keys[] = {
+    "connect",   "tls_handshake", "idle",        "authenticate", "route_idle",
+    "keepalive", "backoff_min",   "backoff_max", "queue",        NULL};
 static const char *const dns_keys[] = {"backend",         "servers", "trust_anchor_file",
                                        "unbound_options", "timeout", "cache_min_ttl",
                                        "cache_max_ttl",   NULL};
@@ -393,7 +406,7 @@ domain_check(char *d, char *why, size_t whylen)
  * when valid, else why not.
  */
 static const char *
-server_parse(const char *text, struct conf_dns_server *srv)
+server_parse(const char *text, struct conf_dns_server *srv, uint16_t defport, bool zero_ok)
 {
     char host[INET6_ADDRSTRLEN + 1];
     const char *port = NULL, *colon = strchr(text, ':');
@@ -423,7 +436,7 @@ server_parse(const char *text, struct conf_dns_server *srv)
     host[hlen] = '\0';
 
     memset(&srv->sa, 0, sizeof(srv->sa));
-    srv->port = 53;
+    srv->port = defport;
     if (port != NULL) {
         char *end;
         unsigned long p;
@@ -431,8 +444,8 @@ server_parse(const char *text, struct conf_dns_server *srv)
         errno = 0;
         p = strtoul(port, &end, 10);
         if (*port == '\0' || !isdigit((unsigned char)*port) || *end != '\0' || errno != 0 ||
-            p == 0 || p > 65535)
-            return "port must be 1..65535";
+            (p == 0 && !zero_ok) || p > 65535)
+            return zero_ok ? "port must be 0..65535" : "port must be 1..65535";
         srv->port = (uint16_t)p;
     }
     if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
@@ -472,6 +485,43 @@ load_log(struct loader *l, const config_setting_t *root)
     return 0;
 }
 
+/* hosts[].component: the XEP-0114 link to the local server (s2s/local.c). */
+static int
+load_component(struct loader *l, const config_setting_t *hg, struct conf_host *h)
+{
+    const config_setting_t *g, *s_name, *s_secret;
+    const char *host, *secret, *name, *bad;
+    long long port;
+    char why[128], *n;
+
+    if (get_group(l, hg, "component", component_keys, &g) == -1)
+        return -1;
+    if (g == NULL)
+        return 0;
+    if (get_string(l, g, "host", "127.0.0.1", &host, NULL) == -1 ||
+        get_int(l, g, "port", 5347, 1, 65535, &port) == -1 ||
+        get_string(l, g, "secret", NULL, &secret, &s_secret) == -1 ||
+        get_string(l, g, "name", h->domain, &name, &s_name) == -1)
+        return -1;
+    if (secret == NULL)
+        return conf_missing(l, g, "secret", "the component's shared secret");
+    if (*secret == '\0')
+        return conf_error(l, s_secret, "must not be empty");
+    n = xstrdup(name);
+    if ((bad = domain_check(n, why, sizeof(why))) != NULL) {
+        conf_error(l, s_name, "\"%s\" is not a valid component name: %s", name, bad);
+        free(n);
+        return -1;
+    }
+    if ((h->component = calloc(1, sizeof(*h->component))) == NULL)
+        fatal("calloc");
+    h->component->host = xstrdup(host);
+    h->component->port = (uint16_t)port;
+    h->component->secret = xstrdup(secret);
+    h->component->name = n;
+    return 0;
+}
+
 static int
 load_host(struct loader *l, const config_setting_t *g, struct conf_host *h)
 {
@@ -494,7 +544,7 @@ load_host(struct loader *l, const config_setting_t *g, struct conf_host *h)
     if (get_path(l, g, "certificate", true, false, &h->certificate) == -1 ||
         get_path(l, g, "key", true, false, &h->key) == -1)
         return -1;
-    return 0;
+    return load_component(l, g, h);
 }
 
 static int
@@ -575,14 +625,24 @@ load_limits(struct loader *l, const config_setting_t *root)
 {
     struct conf_limits *lim = &l->conf->limits;
     const config_setting_t *g;
-    long long stanza, depth, attrs, header;
+    long long stanza, depth, attrs, header, qn, qb, perip, unauth, pairs;
 
     if (get_group(l, root, "limits", limits_keys, &g) == -1 ||
         get_int(l, g, "stanza_bytes", 256 * 1024, 1024, 16 * MIB, &stanza) == -1 ||
         get_int(l, g, "xml_depth", 32, 8, 1024, &depth) == -1 ||
         get_int(l, g, "xml_attributes", 64, 8, 1024, &attrs) == -1 ||
-        get_int(l, g, "stream_header_bytes", 4096, 512, 65536, &header) == -1)
+        get_int(l, g, "stream_header_bytes", 4096, 512, 65536, &header) == -1 ||
+        get_int(l, g, "queue_stanzas", 1000, 1, 1000000, &qn) == -1 ||
+        get_int(l, g, "queue_bytes", 4 * MIB, 4096, 1024LL * MIB, &qb) == -1 ||
+        get_int(l, g, "connections_per_ip", 16, 1, 65535, &perip) == -1 ||
+        get_int(l, g, "unauth_stanza_bytes", 16384, 1024, stanza, &unauth) == -1 ||
+        get_int(l, g, "dialback_pairs", 64, 1, 4096, &pairs) == -1)
         return -1;
+    lim->queue_stanzas = (size_t)qn;
+    lim->queue_bytes = (size_t)qb;
+    lim->connections_per_ip = (unsigned)perip;
+    lim->unauth_stanza_bytes = (size_t)unauth;
+    lim->dialback_pairs = (unsigned)pairs;
     lim->stanza_bytes = (size_t)stanza;
     lim->xml_depth = (unsigned)depth;
     lim->xml_attributes = (unsigned)attrs;
@@ -599,7 +659,13 @@ load_timeouts(struct loader *l, const config_setting_t *root)
     if (get_group(l, root, "timeouts", timeouts_keys, &g) == -1 ||
         get_seconds(l, g, "connect", 10, 0.1, 300, &t->connect) == -1 ||
         get_seconds(l, g, "tls_handshake", 15, 0.1, 300, &t->tls_handshake) == -1 ||
-        get_seconds(l, g, "idle", 600, 1, 86400, &t->idle) == -1)
+        get_seconds(l, g, "idle", 600, 1, 86400, &t->idle) == -1 ||
+        get_seconds(l, g, "authenticate", 30, 1, 600, &t->authenticate) == -1 ||
+        get_seconds(l, g, "route_idle", 600, 1, 86400, &t->route_idle) == -1 ||
+        get_seconds(l, g, "keepalive", 60, 1, 3600, &t->keepalive) == -1 ||
+        get_seconds(l, g, "backoff_min", 5, 0.1, 3600, &t->backoff_min) == -1 ||
+        get_seconds(l, g, "backoff_max", 300, t->backoff_min, 86400, &t->backoff_max) == -1 ||
+        get_seconds(l, g, "queue", 60, 1, 3600, &t->queue) == -1)
         return -1;
     return 0;
 }
@@ -625,7 +691,7 @@ load_dns_servers(struct loader *l, const config_setting_t *g)
 
         if (config_setting_type(s) != CONFIG_TYPE_STRING)
             return type_error(l, s, "a string");
-        if ((bad = server_parse(config_setting_get_string(s), &d->servers[i])) != NULL)
+        if ((bad = server_parse(config_setting_get_string(s), &d->servers[i], 53, false)) != NULL)
             return conf_error(l, s, "\"%s\": %s", config_setting_get_string(s), bad);
         d->nservers++;
     }
@@ -733,6 +799,177 @@ load_dns(struct loader *l, const config_setting_t *root)
     return 0;
 }
 
+/* A list of listening addresses; defaults (NULL-terminated) when the key is absent. */
+static int
+load_addrs(struct loader *l, const config_setting_t *g, const char *name,
+           const char *const *defaults, struct conf_addr **out, size_t *nout)
+{
+    const config_setting_t *list = g != NULL ? config_setting_get_member(g, name) : NULL;
+    size_t n = 0;
+
+    if (list != NULL && !config_setting_is_array(list) && !config_setting_is_list(list))
+        return type_error(l, list, "an array of addresses [ \"0.0.0.0:5269\", ... ]");
+    if (list != NULL)
+        n = (size_t)config_setting_length(list);
+    else
+        while (defaults[n] != NULL)
+            n++;
+    if (n == 0)
+        return 0;
+    if ((*out = calloc(n, sizeof(**out))) == NULL)
+        fatal("calloc");
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *s = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
+        struct conf_dns_server a = {0};
+        const char *text = s ? config_setting_get_string(s) : defaults[i], *bad;
+
+        if (s != NULL && config_setting_type(s) != CONFIG_TYPE_STRING)
+            return type_error(l, s, "a string");
+        if ((bad = server_parse(text, &a, 5269, true)) != NULL)
+            return conf_error(l, s, "\"%s\": %s", text, bad);
+        (*out)[i].text = xstrdup(text);
+        (*out)[i].sa = a.sa;
+        (*out)[i].salen = a.salen;
+        free(a.address);
+        (*nout)++;
+    }
+    return 0;
+}
+
+static int
+load_listen(struct loader *l, const config_setting_t *root)
+{
+    static const char *const def_starttls[] = {"0.0.0.0:5269", "[::]:5269", NULL};
+    static const char *const def_direct[] = {NULL};
+    struct conf_listen *li = &l->conf->listen;
+    const config_setting_t *g;
+
+    if (get_group(l, root, "listen", listen_keys, &g) == -1 ||
+        load_addrs(l, g, "starttls", def_starttls, &li->starttls, &li->nstarttls) == -1 ||
+        load_addrs(l, g, "direct_tls", def_direct, &li->direct_tls, &li->ndirect_tls) == -1)
+        return -1;
+    return 0;
+}
+
+/* A secret file holds one line; surrounding whitespace is not part of the secret. */
+static int
+secret_read(const char *path, char **out, char *err, size_t errlen)
+{
+    char buf[1024];
+    size_t n;
+    FILE *fp;
+
+    if ((fp = fopen(path, "r")) == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = '\0';
+    if (n < 16 || strpbrk(buf, " \t\r\n") != NULL) {
+        snprintf(err, errlen, "%s: the dialback secret must be one word of 16+ characters", path);
+        return -1;
+    }
+    *out = xstrdup(buf);
+    return 0;
+}
+
+static int
+load_dialback(struct loader *l, const config_setting_t *root)
+{
+    struct conf_dialback *d = &l->conf->dialback;
+    const config_setting_t *g, *s_secret, *s_file;
+    const char *secret, *file;
+    char why[256];
+
+    if (get_group(l, root, "dialback", dialback_keys, &g) == -1 ||
+        get_bool(l, g, "enabled", true, &d->enabled) == -1 ||
+        get_string(l, g, "secret", "", &secret, &s_secret) == -1 ||
+        get_string(l, g, "secret_file", "dialback.secret", &file, &s_file) == -1)
+        return -1;
+    if (*secret != '\0') {
+        if (strlen(secret) < 16 || strpbrk(secret, " \t\r\n") != NULL)
+            return conf_error(l, s_secret, "must be one word of at least 16 characters");
+        d->secret = xstrdup(secret);
+        return 0;
+    }
+    if (*file == '\0')
+        return conf_error(l, s_file, "must not be empty when no secret is set");
+    d->secret_file = path_resolve(l, file);
+    /* A missing file is made on first start (conf_dialback_secret_load); one that exists
+     * must be readable now, so that a reload never runs without the secret. */
+    if (access(d->secret_file, F_OK) == 0 &&
+        secret_read(d->secret_file, &d->secret, why, sizeof(why)) == -1)
+        return conf_error(l, s_file != NULL ? s_file : g, "%s", why);
+    return 0;
+}
+
+static int
+load_domain_list(struct loader *l, const config_setting_t *g, const char *name, char ***out,
+                 size_t *nout)
+{
+    const config_setting_t *list = g != NULL ? config_setting_get_member(g, name) : NULL;
+    int n;
+
+    if (list == NULL)
+        return 0;
+    if (!config_setting_is_array(list) && !config_setting_is_list(list))
+        return type_error(l, list, "an array of domains [ \"example.net\", ... ]");
+    if ((n = config_setting_length(list)) == 0)
+        return 0;
+    if ((*out = calloc((size_t)n, sizeof(**out))) == NULL)
+        fatal("calloc");
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+        const char *bad;
+        char why[128];
+
+        if (config_setting_type(s) != CONFIG_TYPE_STRING)
+            return type_error(l, s, "a string");
+        (*out)[i] = xstrdup(config_setting_get_string(s));
+        (*nout)++;
+        if ((bad = domain_check((*out)[i], why, sizeof(why))) != NULL)
+            return conf_error(l, s, "\"%s\" is not a valid domain: %s",
+                              config_setting_get_string(s), bad);
+    }
+    return 0;
+}
+
+static int
+load_security(struct loader *l, const config_setting_t *root)
+{
+    struct conf_security *sec = &l->conf->security;
+    const config_setting_t *g, *s_def;
+    const char *def;
+
+    if (get_group(l, root, "security", security_keys, &g) == -1 ||
+        get_bool(l, g, "require_tls", true, &sec->require_tls) == -1 ||
+        get_string(l, g, "default", "default", &def, &s_def) == -1)
+        return -1;
+    if (strcmp(def, "default") == 0)
+        sec->level = CONF_SEC_DEFAULT;
+    else if (strcmp(def, "secure") == 0)
+        sec->level = CONF_SEC_SECURE;
+    else if (strcmp(def, "insecure") == 0)
+        sec->level = CONF_SEC_INSECURE;
+    else
+        return conf_error(l, s_def, "expected \"default\", \"secure\" or \"insecure\", got \"%s\"",
+                          def);
+    if (load_domain_list(l, g, "secure_domains", &sec->secure_domains, &sec->nsecure_domains) ==
+            -1 ||
+        load_domain_list(l, g, "insecure_domains", &sec->insecure_domains,
+                         &sec->ninsecure_domains) == -1)
+        return -1;
+    for (size_t i = 0; i < sec->nsecure_domains; i++)
+        for (size_t j = 0; j < sec->ninsecure_domains; j++)
+            if (strcmp(sec->secure_domains[i], sec->insecure_domains[j]) == 0)
+                return conf_error(l, config_setting_get_member(g, "insecure_domains"),
+                                  "\"%s\" is also in secure_domains", sec->secure_domains[i]);
+    return 0;
+}
+
 /* The tls_ctx_new() arguments, built once so that callers never copy fields around. */
 static void
 build_tls_view(struct conf *c)
@@ -802,7 +1039,8 @@ parse(struct loader *l, config_t *cfg)
     root = config_root_setting(cfg);
     if (check_keys(l, root, root_keys) == -1 || load_log(l, root) == -1 ||
         load_hosts(l, root) == -1 || load_tls(l, root) == -1 || load_limits(l, root) == -1 ||
-        load_timeouts(l, root) == -1 || load_dns(l, root) == -1)
+        load_timeouts(l, root) == -1 || load_dns(l, root) == -1 || load_listen(l, root) == -1 ||
+        load_dialback(l, root) == -1 || load_security(l, root) == -1)
         return -1;
     build_tls_view(l->conf);
     return 0;
@@ -839,7 +1077,27 @@ conf_free(struct conf *c)
         free(c->hosts[i].domain);
         free(c->hosts[i].certificate);
         free(c->hosts[i].key);
+        if (c->hosts[i].component != NULL) {
+            free(c->hosts[i].component->host);
+            free(c->hosts[i].component->secret);
+            free(c->hosts[i].component->name);
+            free(c->hosts[i].component);
+        }
     }
+    for (size_t i = 0; i < c->listen.nstarttls; i++)
+        free(c->listen.starttls[i].text);
+    free(c->listen.starttls);
+    for (size_t i = 0; i < c->listen.ndirect_tls; i++)
+        free(c->listen.direct_tls[i].text);
+    free(c->listen.direct_tls);
+    free(c->dialback.secret);
+    free(c->dialback.secret_file);
+    for (size_t i = 0; i < c->security.nsecure_domains; i++)
+        free(c->security.secure_domains[i]);
+    free(c->security.secure_domains);
+    for (size_t i = 0; i < c->security.ninsecure_domains; i++)
+        free(c->security.insecure_domains[i]);
+    free(c->security.insecure_domains);
     free(c->hosts);
     free(c->tls.ca_file);
     free(c->tls.ca_path);
@@ -876,4 +1134,60 @@ conf_tls_settings(const struct conf *c, const struct tls_settings **settings,
 {
     *settings = c->tls_settings;
     *hosts = c->tls_hosts;
+}
+
+enum conf_sec_level
+conf_security_level(const struct conf *c, const char *domain)
+{
+    for (size_t i = 0; i < c->security.nsecure_domains; i++)
+        if (strcasecmp(c->security.secure_domains[i], domain) == 0)
+            return CONF_SEC_SECURE;
+    for (size_t i = 0; i < c->security.ninsecure_domains; i++)
+        if (strcasecmp(c->security.insecure_domains[i], domain) == 0)
+            return CONF_SEC_INSECURE;
+    return c->security.level;
+}
+
+const char *
+conf_sec_level_name(enum conf_sec_level level)
+{
+    switch (level) {
+    case CONF_SEC_SECURE:
+        return "secure";
+    case CONF_SEC_INSECURE:
+        return "insecure";
+    default:
+        return "default";
+    }
+}
+
+/* XEP-0185 §2 note 3: a secret generated once and kept, so keys stay valid across
+ * restarts (and can be shared by several proxies serving one domain). */
+int
+conf_dialback_secret_load(struct conf *c, char *err, size_t errlen)
+{
+    char buf[DIALBACK_SECRET_HEXLEN + 1];
+    int fd;
+
+    if (!c->dialback.enabled || c->dialback.secret != NULL)
+        return 0;
+    if (access(c->dialback.secret_file, F_OK) == 0)
+        return secret_read(c->dialback.secret_file, &c->dialback.secret, err, errlen);
+    if (dialback_secret_generate(buf, sizeof(buf)) == -1) {
+        snprintf(err, errlen, "cannot generate a dialback secret");
+        return -1;
+    }
+    fd = open(c->dialback.secret_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd == -1 || write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf) ||
+        write(fd, "\n", 1) != 1) {
+        snprintf(err, errlen, "%s: cannot store the dialback secret: %s", c->dialback.secret_file,
+                 strerror(errno));
+        if (fd != -1)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    c->dialback.secret = xstrdup(buf);
+    log_info("dialback: generated a new secret in %s", c->dialback.secret_file);
+    return 0;
 }

@@ -29,11 +29,65 @@ struct conf_log {
     bool syslog;          /* "log.syslog", default false (stderr) */
 };
 
+/*
+ * The XEP-0114 component link to the local server for one hosted domain
+ * ("hosts[].component"). name is the component's JID as the local server knows it
+ * (e.g. "s2s.example.org"); it defaults to the hosted domain itself.
+ */
+struct conf_component {
+    char *host;    /* numeric address or name of the local server, default "127.0.0.1" */
+    uint16_t port; /* default 5347 */
+    char *secret;  /* shared secret of the handshake (required) */
+    char *name;    /* component JID */
+};
+
 /* One hosted domain ("hosts" list): lower-case A-label DNS name, absolute PEM paths. */
 struct conf_host {
     char *domain;
     char *certificate;
     char *key;
+    struct conf_component *component; /* NULL when not configured */
+};
+
+/* A listening address: "127.0.0.1:5269", "[::1]:5269", "0.0.0.0" (default port). */
+struct conf_addr {
+    char *text; /* as written */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+};
+
+struct conf_listen {
+    struct conf_addr *starttls; /* default 0.0.0.0:5269 and [::]:5269 */
+    size_t nstarttls;
+    struct conf_addr *direct_tls; /* XEP-0368; default none */
+    size_t ndirect_tls;
+};
+
+struct conf_dialback {
+    bool enabled;      /* default true */
+    char *secret;      /* from the file, or generated and stored there on first start */
+    char *secret_file; /* absolute path; default "dialback.secret" beside the conf */
+};
+
+/*
+ * How a remote domain must authenticate (security.default and the per-domain lists):
+ *   DEFAULT   certificate preferred, dialback accepted on TLS streams;
+ *   SECURE    a valid certificate is required (no dialback without one);
+ *   INSECURE  dialback accepted even when the certificate is not valid.
+ */
+enum conf_sec_level {
+    CONF_SEC_DEFAULT = 0,
+    CONF_SEC_SECURE,
+    CONF_SEC_INSECURE,
+};
+
+struct conf_security {
+    bool require_tls; /* default true, both directions */
+    enum conf_sec_level level;
+    char **secure_domains;
+    size_t nsecure_domains;
+    char **insecure_domains;
+    size_t ninsecure_domains;
 };
 
 struct conf_tls {
@@ -46,10 +100,15 @@ struct conf_tls {
 
 /* Sizes the XML stream parser enforces on every peer (DESIGN.md invariant 3). */
 struct conf_limits {
-    size_t stanza_bytes;        /* one stanza, serialized; 1024..16 MiB, default 256 KiB */
-    unsigned xml_depth;         /* element nesting, stream element = 1; 8..1024, default 32 */
-    unsigned xml_attributes;    /* attributes per element; 8..1024, default 64 */
-    size_t stream_header_bytes; /* the <stream:stream> open tag; 512..65536, default 4096 */
+    size_t stanza_bytes;         /* one stanza, serialized; 1024..16 MiB, default 256 KiB */
+    unsigned xml_depth;          /* element nesting, stream element = 1; 8..1024, default 32 */
+    unsigned xml_attributes;     /* attributes per element; 8..1024, default 64 */
+    size_t stream_header_bytes;  /* the <stream:stream> open tag; 512..65536, default 4096 */
+    size_t queue_stanzas;        /* stanzas waiting per route; 1..1000000, default 1000 */
+    size_t queue_bytes;          /* bytes waiting per route; 4096..1 GiB, default 4 MiB */
+    unsigned connections_per_ip; /* inbound streams per remote address; 1..65535, default 16 */
+    size_t unauth_stanza_bytes;  /* element before authentication; 1024..stanza_bytes, 16 KiB */
+    unsigned dialback_pairs;     /* domain pairs per stream; 1..4096, default 64 */
 };
 
 /* Seconds (the file takes integers or decimals). */
@@ -57,6 +116,12 @@ struct conf_timeouts {
     double connect;       /* TCP connect per address; 0.1..300, default 10 */
     double tls_handshake; /* 0.1..300, default 15 */
     double idle;          /* stream without traffic is closed; 1..86400, default 600 */
+    double authenticate;  /* inbound stream must authenticate within; 1..600, default 30 */
+    double route_idle;    /* unused outbound stream is closed; 1..86400, default 600 */
+    double keepalive;     /* whitespace keepalive interval; 1..3600, default 60 */
+    double backoff_min;   /* first retry delay per remote domain; 0.1..3600, default 5 */
+    double backoff_max;   /* largest retry delay; backoff_min..86400, default 300 */
+    double queue;         /* a stanza waits this long for a route; 1..3600, default 60 */
 };
 
 enum conf_dns_backend {
@@ -101,6 +166,9 @@ struct conf {
     struct conf_limits limits;
     struct conf_timeouts timeouts;
     struct conf_dns dns;
+    struct conf_listen listen;
+    struct conf_dialback dialback;
+    struct conf_security security;
 
     /* conf_tls_settings() hands these out; they point into the fields above. */
     struct tls_settings *tls_settings;
@@ -116,6 +184,17 @@ void conf_free(struct conf *conf);
 
 /* The host entry for domain (lower-case), or NULL when we do not host it. */
 const struct conf_host *conf_host_find(const struct conf *conf, const char *domain);
+
+/* The security level that applies to remote domain (lower-case). */
+enum conf_sec_level conf_security_level(const struct conf *conf, const char *domain);
+const char *conf_sec_level_name(enum conf_sec_level level);
+
+/*
+ * Reads conf->dialback.secret from secret_file, or when the file does not exist,
+ * generates one and writes it there (mode 0600). Does nothing when a secret is set in the
+ * configuration or dialback is disabled. 0, or -1 with err set.
+ */
+int conf_dialback_secret_load(struct conf *conf, char *err, size_t errlen);
 
 /*
  * What tls_ctx_new() takes, derived from conf: *settings and the hosts array (nhosts =

@@ -46,9 +46,12 @@ struct daemon {
     struct daemon_hooks hooks[DAEMON_NPHASES + 1];
 };
 
-/* Loads a configuration and its TLS context: both or neither. */
+/* Loads a configuration and its TLS context: both or neither. running: the dialback
+ * secret is read, or generated and stored on first start (not for -t, which changes
+ * nothing on disk). */
 static int
-load(const char *path, struct conf **confp, struct tls_ctx **tlsp, char *err, size_t errlen)
+load(const char *path, bool running, struct conf **confp, struct tls_ctx **tlsp, char *err,
+     size_t errlen)
 {
     const struct tls_settings *settings;
     const struct tls_host *hosts;
@@ -58,6 +61,10 @@ load(const char *path, struct conf **confp, struct tls_ctx **tlsp, char *err, si
 
     if ((conf = conf_load(path, err, errlen)) == NULL)
         return -1;
+    if (running && conf_dialback_secret_load(conf, err, errlen) == -1) {
+        conf_free(conf);
+        return -1;
+    }
     conf_tls_settings(conf, &settings, &hosts);
     if ((tls = tls_ctx_new(settings, hosts, conf->nhosts, tlserr, sizeof(tlserr))) == NULL) {
         snprintf(err, errlen, "%s: tls: %s", path, tlserr);
@@ -75,7 +82,7 @@ daemon_config_test(const char *path, char *err, size_t errlen)
     struct conf *conf;
     struct tls_ctx *tls;
 
-    if (load(path, &conf, &tls, err, errlen) == -1)
+    if (load(path, false, &conf, &tls, err, errlen) == -1)
         return -1;
     tls_ctx_unref(tls);
     conf_free(conf);
@@ -117,7 +124,7 @@ daemon_reload(struct daemon *d)
      * daemon exactly as it was. Later subsystems that need their own preparation (policy
      * files, listeners) add it here, before the swap.
      */
-    if (load(d->conf_path, &conf, &tls, err, sizeof(err)) == -1) {
+    if (load(d->conf_path, true, &conf, &tls, err, sizeof(err)) == -1) {
         log_err("reload refused, keeping the running configuration: %s", err);
         return -1;
     }
@@ -190,7 +197,7 @@ daemon_new(const char *conf_path, bool debug, char *err, size_t errlen)
     d->debug = debug;
     if ((d->conf_path = strdup(conf_path)) == NULL)
         fatal("strdup");
-    if (load(conf_path, &d->conf, &d->tls, err, errlen) == -1) {
+    if (load(conf_path, true, &d->conf, &d->tls, err, errlen) == -1) {
         free(d->conf_path);
         free(d);
         return NULL;

@@ -51,7 +51,10 @@ alive() { kill -0 "$pid" 2>/dev/null; }
 # A private copy of the example configuration and its demo certificate.
 make_conf() { # dir
     mkdir -p "$1"
-    cp "$SRC/conf/s2sproxy.conf" "$1/s2sproxy.conf"
+    # Listen on an ephemeral loopback port: 5269 may be taken by other tests.
+    sed -e 's|starttls = \[ "0.0.0.0:5269", "\[::\]:5269" \];|starttls = [ "127.0.0.1:0" ];|' \
+        "$SRC/conf/s2sproxy.conf" >"$1/s2sproxy.conf"
+    grep -q 'starttls = \[ "127.0.0.1:0" \];' "$1/s2sproxy.conf" || { echo "make_conf: sed failed" >&2; exit 1; }
     cp -r "$SRC/conf/certs" "$1/certs"
 }
 

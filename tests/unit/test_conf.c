@@ -174,7 +174,86 @@ test_defaults(void **state)
     assert_true(c->dns.timeout == 5.0);
     assert_int_equal(c->dns.cache_min_ttl, 0);
     assert_int_equal(c->dns.cache_max_ttl, 86400);
+    /* engine additions (issue 4) */
+    assert_int_equal(c->limits.queue_stanzas, 1000);
+    assert_int_equal(c->limits.connections_per_ip, 16);
+    assert_int_equal(c->limits.unauth_stanza_bytes, 16384);
+    assert_int_equal(c->limits.dialback_pairs, 64);
+    assert_true(c->timeouts.authenticate == 30.0);
+    assert_true(c->timeouts.backoff_min == 5.0 && c->timeouts.backoff_max == 300.0);
+    assert_true(c->timeouts.queue == 60.0 && c->timeouts.keepalive == 60.0);
+    assert_int_equal(c->listen.nstarttls, 2);
+    assert_string_equal(c->listen.starttls[1].text, "[::]:5269");
+    assert_int_equal(c->listen.starttls[1].salen, sizeof(struct sockaddr_in6));
+    assert_int_equal(c->listen.ndirect_tls, 0);
+    assert_true(c->dialback.enabled);
+    assert_null(c->dialback.secret); /* the file does not exist yet */
+    assert_true(c->security.require_tls);
+    assert_int_equal(c->security.level, CONF_SEC_DEFAULT);
+    assert_null(c->hosts[0].component);
     conf_free(c);
+}
+
+/* listen, component, dialback, security: values, lookups, the stored secret. */
+static void
+test_engine_sections(void **state)
+{
+    struct conf *c;
+    char path[PATH_MAX * 2], secret[128];
+    struct stat st;
+    FILE *fp;
+
+    (void)state;
+    c = load_text(
+        "hosts = ( { domain = \"example.org\"; certificate = \"a.crt\"; key = \"a.key\";\n"
+        "  component = { port = 5348; secret = \"s3\"; name = \"S2S.example.org\"; }; } );\n"
+        "listen = { starttls = [ \"127.0.0.1\" ]; direct_tls = [ \"[::1]:5270\" ]; };\n"
+        "dialback = { secret_file = \"db.secret\"; };\n"
+        "security = { default = \"secure\"; insecure_domains = [ \"Old.example\" ]; };\n");
+    if (c == NULL)
+        fail_msg("%s", err);
+    assert_string_equal(c->hosts[0].component->host, "127.0.0.1");
+    assert_int_equal(c->hosts[0].component->port, 5348);
+    assert_string_equal(c->hosts[0].component->name, "s2s.example.org");
+    assert_int_equal(c->listen.nstarttls, 1);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&c->listen.starttls[0].sa)->sin_port), 5269);
+    assert_int_equal(c->listen.ndirect_tls, 1);
+    assert_int_equal(conf_security_level(c, "old.example"), CONF_SEC_INSECURE);
+    assert_int_equal(conf_security_level(c, "other.example"), CONF_SEC_SECURE);
+
+    /* First start: generated, stored 0600, 64 hex digits; the next load reads it. */
+    snprintf(path, sizeof(path), "%s/db.secret", tmpdir);
+    unlink(path);
+    assert_int_equal(conf_dialback_secret_load(c, err, sizeof(err)), 0);
+    assert_int_equal(strlen(c->dialback.secret), 64);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(secret, sizeof(secret), fp));
+    fclose(fp);
+    secret[strcspn(secret, "\n")] = '\0';
+    assert_string_equal(secret, c->dialback.secret);
+    conf_free(c);
+    c = load_text(HOST1 "dialback = { secret_file = \"db.secret\"; };\n");
+    assert_non_null(c);
+    assert_string_equal(c->dialback.secret, secret);
+    conf_free(c);
+    unlink(path);
+
+    expect_error(HOST1 "security = { default = \"paranoid\"; };\n", 2,
+                 "security.default: expected \"default\", \"secure\" or \"insecure\", got "
+                 "\"paranoid\"");
+    expect_error(HOST1 "listen = { starttls = [ \"localhost:5269\" ]; };\n", 2,
+                 "listen.starttls[0]: \"localhost:5269\": expected a numeric IP address "
+                 "(\"192.0.2.1:53\", \"[2001:db8::1]:53\")");
+    expect_error(HOST1 "dialback = { secret = \"short\"; };\n", 2,
+                 "dialback.secret: must be one word of at least 16 characters");
+    expect_error(HOST1 "timeouts = { backoff_min = 10; backoff_max = 5; };\n", 2,
+                 "timeouts.backoff_max: 5 is out of range 10..86400 seconds");
+    expect_error(HOST1 "security = { secure_domains = [ \"a.example\" ];\n"
+                       "  insecure_domains = [ \"a.example\" ]; };\n",
+                 3, "security.insecure_domains: \"a.example\" is also in secure_domains");
 }
 
 static void
@@ -560,7 +639,7 @@ main(void)
         cmocka_unit_test(test_bad_domains),   cmocka_unit_test(test_bad_addresses),
         cmocka_unit_test(test_files),         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_include),       cmocka_unit_test(test_dns_backend_rules),
-        cmocka_unit_test(test_ciphers),
+        cmocka_unit_test(test_ciphers),       cmocka_unit_test(test_engine_sections),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

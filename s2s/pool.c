@@ -1,0 +1,1033 @@
+/*
+ * Outbound routes, queues, bounces and backoff (see pool.h).
+ */
+#include "s2s/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "s2s/conn.h"
+#include "s2s/connector.h"
+#include "s2s/log.h"
+#include "s2s/out.h"
+#include "s2s/stats.h"
+
+#define DOMAIN_BUF 256
+#define ID_BUF     256
+
+enum route_state {
+    R_IDLE,
+    R_RESOLVING,
+    R_CONNECTING,
+    R_NEGOTIATING,
+    R_READY,
+    R_FAILED, /* failure being handled: callbacks from the dying stream are ignored */
+};
+
+static const char *const route_state_names[] = {"IDLE",        "RESOLVING", "CONNECTING",
+                                                "NEGOTIATING", "READY",     "FAILED"};
+
+struct qitem {
+    TAILQ_ENTRY(qitem) entry;
+    struct stanza *st;
+    size_t bytes;
+};
+
+struct route;
+
+struct pool_verify {
+    TAILQ_ENTRY(pool_verify) entry;
+    struct pool *p;
+    struct route *r;
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF], id[ID_BUF], key[DIALBACK_MAX_KEY + 1];
+    pool_verify_fn fn;
+    void *arg;
+    bool sent;
+    enum dialback_type type; /* the answer, delivered from ev_done */
+    enum dialback_cond cond;
+    struct event *ev_done;
+};
+
+/* Backoff state of one remote domain. */
+struct remote {
+    LIST_ENTRY(remote) entry;
+    char domain[DOMAIN_BUF];
+    double backoff;    /* seconds; 0: none */
+    uint64_t retry_ms; /* monotonic ms before which nothing is tried */
+    enum xmpp_stanza_error cond;
+    char why[256];
+};
+
+struct route {
+    TAILQ_ENTRY(route) entry;
+    struct pool *p;
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    enum route_state state;
+    TAILQ_HEAD(, qitem) queue;
+    size_t qn, qbytes;
+    TAILQ_HEAD(, pool_verify) verifies;
+    void *dnsreq;
+    struct dns_targets *targets;
+    struct dns_targets view; /* the targets after a failed one (shallow copy) */
+    size_t tidx;             /* index of the target the current stream went to */
+    struct connector *k;
+    struct out_session *out;
+    unsigned nouts;     /* out sessions alive for this route, closing ones included */
+    struct route *host; /* pooling: the route whose stream this one rides on (not owned) */
+    bool no_pooling;    /* the host stream refused this pair: use a stream of our own */
+    bool via_bidi;      /* READY on a peer's inbound stream (XEP-0288) */
+    struct pool_bidi bidi;
+    struct event *ev_queue; /* the oldest stanza waited too long */
+    struct event *ev_idle;  /* READY without traffic */
+};
+
+struct pool {
+    struct event_base *base;
+    const struct conf *conf;
+    struct tls_ctx *tls;
+    struct pool_dns dns;
+    struct pool_cbs cbs;
+    TAILQ_HEAD(, route) routes;
+    LIST_HEAD(, remote) remotes;
+    size_t nstreams;
+    bool shutting_down;
+};
+
+static void route_start(struct route *r);
+static void route_maybe_free(struct route *r);
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timeval
+tv_of(double secs)
+{
+    struct timeval tv;
+
+    tv.tv_sec = (time_t)secs;
+    tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+    return tv;
+}
+
+static void
+route_set_state(struct route *r, enum route_state st)
+{
+    log_debug("pool: route local=%s remote=%s %s -> %s", r->local, r->remote,
+              route_state_names[r->state], route_state_names[st]);
+    r->state = st;
+}
+
+/* --- remotes (backoff) ----------------------------------------------------------------- */
+
+static struct remote *
+remote_get(struct pool *p, const char *domain, bool create)
+{
+    struct remote *rd;
+
+    LIST_FOREACH(rd, &p->remotes, entry)
+    if (strcmp(rd->domain, domain) == 0)
+        return rd;
+    if (!create)
+        return NULL;
+    if ((rd = calloc(1, sizeof(*rd))) == NULL)
+        fatal("calloc");
+    snprintf(rd->domain, sizeof(rd->domain), "%s", domain);
+    LIST_INSERT_HEAD(&p->remotes, rd, entry);
+    return rd;
+}
+
+static bool
+remote_in_backoff(struct pool *p, const char *domain, struct remote **out)
+{
+    struct remote *rd = remote_get(p, domain, false);
+
+    *out = rd;
+    return rd != NULL && rd->backoff > 0 && now_ms() < rd->retry_ms;
+}
+
+static void
+remote_failed(struct pool *p, const char *domain, enum xmpp_stanza_error cond, const char *why)
+{
+    struct remote *rd = remote_get(p, domain, true);
+    double min = p->conf->timeouts.backoff_min, max = p->conf->timeouts.backoff_max;
+
+    rd->backoff = rd->backoff == 0 ? min : rd->backoff * 2;
+    if (rd->backoff > max)
+        rd->backoff = max;
+    rd->retry_ms = now_ms() + (uint64_t)(rd->backoff * 1000);
+    rd->cond = cond;
+    snprintf(rd->why, sizeof(rd->why), "%s", why);
+    log_info("pool: remote=%s failed error=%s reason=\"%s\": next try in %.1fs", domain,
+             xmpp_stanza_error_name(cond), why, rd->backoff);
+}
+
+static void
+remote_succeeded(struct pool *p, const char *domain)
+{
+    struct remote *rd = remote_get(p, domain, false);
+
+    if (rd != NULL) {
+        LIST_REMOVE(rd, entry);
+        free(rd);
+    }
+}
+
+/* --- bounces --------------------------------------------------------------------------- */
+
+static void
+bounce(struct pool *p, struct stanza *st, enum xmpp_stanza_error cond, const char *why)
+{
+    struct stanza *b = stanza_bounce_make(st, cond, why, true);
+
+    if (b != NULL) {
+        s2s_stats.out_bounced++;
+        s2s_stats.bounced_by[cond]++;
+        p->cbs.bounce_take(b, p->cbs.arg);
+    } else {
+        /* An error, a result, or no 'from': never bounced (RFC 6120 §8.3.1). */
+        s2s_stats.out_dropped++;
+    }
+    stanza_free(st);
+}
+
+static void
+bounce_queue(struct route *r, enum xmpp_stanza_error cond, const char *why)
+{
+    struct qitem *q;
+
+    while ((q = TAILQ_FIRST(&r->queue)) != NULL) {
+        TAILQ_REMOVE(&r->queue, q, entry);
+        r->qn--;
+        r->qbytes -= q->bytes;
+        bounce(r->p, q->st, cond, why);
+        free(q);
+    }
+    event_del(r->ev_queue);
+}
+
+/* --- verifications --------------------------------------------------------------------- */
+
+static void
+verify_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool_verify *v = arg;
+    struct pool *p = v->p;
+    pool_verify_fn fn = v->fn;
+    void *fnarg = v->arg;
+    enum dialback_type type = v->type;
+    enum dialback_cond cond = v->cond;
+
+    (void)fd;
+    (void)what;
+    pool_verify_cancel(p, v);
+    fn(type, cond, fnarg);
+}
+
+/* The answer goes out from the loop, never inside the call that produced it. */
+static void
+verify_answer(struct pool_verify *v, enum dialback_type type, enum dialback_cond cond)
+{
+    struct timeval now = {0, 0};
+
+    v->type = type;
+    v->cond = cond;
+    evtimer_add(v->ev_done, &now);
+}
+
+static bool
+verify_answered(const struct pool_verify *v)
+{
+    return evtimer_pending(v->ev_done, NULL) != 0;
+}
+
+static void
+fail_verifies(struct route *r, enum dialback_cond cond)
+{
+    struct pool_verify *v;
+
+    TAILQ_FOREACH(v, &r->verifies, entry)
+    if (!verify_answered(v))
+        verify_answer(v, DIALBACK_TYPE_ERROR, cond);
+}
+
+static void
+send_verifies(struct route *r)
+{
+    struct pool_verify *v, *w;
+
+    TAILQ_FOREACH(v, &r->verifies, entry)
+    {
+        bool dup = false;
+
+        if (v->sent || verify_answered(v))
+            continue;
+        /* Merge identical work: one <db:verify/> per (pair, id, key). */
+        TAILQ_FOREACH(w, &r->verifies, entry)
+        if (w != v && w->sent && strcmp(w->id, v->id) == 0 && strcmp(w->key, v->key) == 0)
+            dup = true;
+        v->sent = true;
+        if (!dup && out_verify(r->out, v->local, v->remote, v->id, v->key) == -1)
+            verify_answer(v, DIALBACK_TYPE_ERROR, DIALBACK_ERR_RESOURCE_CONSTRAINT);
+    }
+}
+
+/* --- route failure and streams --------------------------------------------------------- */
+
+/* close_out false: the stream reported the failure itself and is closing already. */
+static void
+route_fail_ex(struct route *r, enum xmpp_stanza_error cond, const char *why, bool close_out)
+{
+    struct pool *p = r->p;
+
+    route_set_state(r, R_FAILED);
+    if (r->dnsreq != NULL)
+        p->dns.cancel(r->dnsreq);
+    r->dnsreq = NULL;
+    connector_cancel(r->k);
+    r->k = NULL;
+    if (r->host != NULL || r->via_bidi) {
+        /* riding on another stream: leave that stream alone */
+        r->host = NULL;
+        r->out = NULL;
+        r->via_bidi = false;
+    }
+    if (r->out != NULL && close_out)
+        out_close(r->out, why); /* its callbacks are ignored while FAILED */
+    remote_failed(p, r->remote, cond, why);
+    bounce_queue(r, cond, why);
+    fail_verifies(r, cond == XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT
+                         ? DIALBACK_ERR_REMOTE_SERVER_TIMEOUT
+                         : DIALBACK_ERR_REMOTE_CONNECTION_FAILED);
+    dns_targets_free(r->targets);
+    r->targets = NULL;
+    if (r->out == NULL)
+        route_set_state(r, R_IDLE);
+    route_maybe_free(r);
+}
+
+static void
+route_fail(struct route *r, enum xmpp_stanza_error cond, const char *why)
+{
+    route_fail_ex(r, cond, why, true);
+}
+
+static void route_ready(struct route *r);
+
+static void route_detach(struct route *r, bool restart);
+
+static bool
+route_writable(const struct route *r)
+{
+    return r->via_bidi || !out_output_full(r->out);
+}
+
+/* 0 when written; -1 when a bidi stream refused it (st is still ours). */
+static int
+route_write(struct route *r, struct stanza *st)
+{
+    if (r->via_bidi)
+        return r->bidi.send(r->bidi.ctx, r->local, r->remote, st);
+    return out_send(r->out, st) == 0 ? 0 : 1;
+}
+
+/* Writes queued stanzas while the stream takes them; what is left waits for DRAINED
+ * (the queue stays bounded and its timer runs: a peer that stops reading for
+ * timeouts.queue fails the route). */
+static void
+route_flush(struct route *r)
+{
+    struct qitem *q;
+
+    while ((q = TAILQ_FIRST(&r->queue)) != NULL && route_writable(r)) {
+        int rc = route_write(r, q->st);
+
+        if (rc == -1) {
+            /* the bidi stream is going: the stanza stays first in line */
+            route_detach(r, true);
+            return;
+        }
+        TAILQ_REMOVE(&r->queue, q, entry);
+        r->qn--;
+        r->qbytes -= q->bytes;
+        if (rc == 0)
+            s2s_stats.out_delivered++;
+        free(q);
+    }
+    if (r->qn == 0)
+        event_del(r->ev_queue);
+    else if (!evtimer_pending(r->ev_queue, NULL)) {
+        struct timeval tv = tv_of(r->p->conf->timeouts.queue);
+        evtimer_add(r->ev_queue, &tv);
+    }
+}
+
+static void
+o_stanza(struct out_session *s, struct stanza *st, void *arg)
+{
+    struct route *r = arg;
+
+    (void)s;
+    r->p->cbs.inbound_take(st, r->p->cbs.arg);
+}
+
+static void
+o_drained(struct out_session *s, void *arg)
+{
+    struct route *h = arg, *r;
+
+    TAILQ_FOREACH(r, &h->p->routes, entry)
+    if (r->out == s && r->state == R_READY)
+        route_flush(r);
+}
+
+static void
+o_ready(struct out_session *s, void *arg)
+{
+    struct route *r = arg;
+
+    if (r->state == R_FAILED || s != r->out)
+        return;
+    route_ready(r);
+}
+
+static void
+route_ready(struct route *r)
+{
+    route_set_state(r, R_READY);
+    event_del(r->ev_queue);
+    remote_succeeded(r->p, r->remote);
+    route_flush(r);
+    {
+        struct timeval tv = tv_of(r->p->conf->timeouts.route_idle);
+        evtimer_add(r->ev_idle, &tv);
+    }
+}
+
+static void connector_cb(struct conn *c, const struct dns_target *t, enum xmpp_stanza_error cond,
+                         const char *why, void *arg);
+
+/* RFC 6120 §3.2.1 step 9 spirit: a target that fails TLS or authentication is not the
+ * end; the next one in DNS order is tried before the route fails. */
+static bool
+try_next_target(struct route *r, const char *why)
+{
+    const struct conf *c = r->p->conf;
+
+    if (r->targets == NULL || r->tidx + 1 >= r->targets->ntargets || r->p->shutting_down)
+        return false;
+    log_info("pool: route local=%s remote=%s: target %s failed (%s): trying the next one", r->local,
+             r->remote, r->targets->targets[r->tidx].host, why);
+    r->out = NULL; /* the failed stream closes by itself */
+    r->view = *r->targets;
+    r->view.targets += r->tidx + 1;
+    r->view.ntargets -= r->tidx + 1;
+    route_set_state(r, R_CONNECTING);
+    r->k = connector_start(r->p->base, &r->view, (unsigned)(c->timeouts.connect * 1000), 250,
+                           connector_cb, r);
+    return true;
+}
+
+static void
+o_failed(struct out_session *s, enum xmpp_stanza_error cond, const char *why, void *arg)
+{
+    struct route *r = arg;
+
+    if (r->state == R_FAILED || s != r->out)
+        return;
+    if (try_next_target(r, why))
+        return;
+    route_fail_ex(r, cond, why, false);
+}
+
+static void
+o_verify_result(struct out_session *s, const char *local, const char *remote, const char *id,
+                enum dialback_type type, enum dialback_cond cond, void *arg)
+{
+    struct route *r = arg, *rr;
+    struct pool_verify *v;
+
+    /* The request may have come from a route riding on this stream. */
+    TAILQ_FOREACH(rr, &r->p->routes, entry)
+    {
+        if (rr != r && (rr->host != r || rr->out != s))
+            continue;
+        TAILQ_FOREACH(v, &rr->verifies, entry)
+        if (v->sent && !verify_answered(v) && strcmp(v->local, local) == 0 &&
+            strcmp(v->remote, remote) == 0 && strcmp(v->id, id) == 0)
+            verify_answer(v, type, cond);
+    }
+}
+
+/* A route riding on another's stream goes back to IDLE (the stream went away, or
+ * refused the pair, or the route is idle); it starts again if stanzas wait. */
+static void
+route_detach(struct route *r, bool restart)
+{
+    r->host = NULL;
+    r->out = NULL;
+    r->via_bidi = false;
+    event_del(r->ev_idle);
+    route_set_state(r, R_IDLE);
+    fail_verifies(r, DIALBACK_ERR_REMOTE_CONNECTION_FAILED);
+    if (restart && r->qn > 0 && !r->p->shutting_down)
+        route_start(r);
+}
+
+static void
+o_pair_result(struct out_session *s, const char *local, enum dialback_type type,
+              enum dialback_cond cond, void *arg)
+{
+    struct route *h = arg, *r;
+
+    (void)cond;
+    TAILQ_FOREACH(r, &h->p->routes, entry)
+    if (r->host == h && r->out == s && strcmp(r->local, local) == 0)
+        break;
+    if (r == NULL || r->state != R_NEGOTIATING)
+        return;
+    if (type == DIALBACK_TYPE_VALID) {
+        log_info("pool: route local=%s remote=%s rides on the stream of %s", r->local, r->remote,
+                 h->local);
+        route_ready(r);
+        return;
+    }
+    /* Refused on this stream: try a stream of our own (the peer may want SASL or a
+     * separate connection per domain). */
+    r->no_pooling = true;
+    route_detach(r, true);
+    route_maybe_free(r);
+}
+
+static void
+o_closed(struct out_session *s, void *arg)
+{
+    struct route *r = arg;
+
+    struct route *rr, *next;
+
+    r->nouts--;
+    r->p->nstreams--;
+    for (rr = TAILQ_FIRST(&r->p->routes); rr != NULL; rr = next) {
+        next = TAILQ_NEXT(rr, entry);
+        if (rr->host == r && rr->out == s) {
+            route_detach(rr, true);
+            route_maybe_free(rr);
+        }
+    }
+    if (s != r->out) {
+        /* a stream given up for the next target */
+        route_maybe_free(r);
+        return;
+    }
+    r->out = NULL;
+    event_del(r->ev_idle);
+    dns_targets_free(r->targets);
+    r->targets = NULL;
+    fail_verifies(r, DIALBACK_ERR_REMOTE_CONNECTION_FAILED);
+    route_set_state(r, R_IDLE);
+    /* Stanzas that arrived while the stream was closing start it again. */
+    if (r->qn > 0 && !r->p->shutting_down)
+        route_start(r);
+    route_maybe_free(r);
+}
+
+static const struct out_cbs ocbs = {
+    .ready = o_ready,
+    .failed = o_failed,
+    .verify_result = o_verify_result,
+    .drained = o_drained,
+    .stanza_take = o_stanza,
+    .pair_result = o_pair_result,
+    .closed = o_closed,
+};
+
+static void
+out_opts_fill(struct route *r, const struct dns_target *t, struct out_opts *o)
+{
+    const struct conf *c = r->p->conf;
+    const struct dns_lookup_info *srv =
+        t->tls == DNS_TLS_DIRECT ? &r->targets->srv_xmpps : &r->targets->srv_xmpp;
+
+    memset(o, 0, sizeof(*o));
+    o->tls = r->p->tls;
+    o->direct_tls = t->tls == DNS_TLS_DIRECT;
+    o->require_tls = c->security.require_tls;
+    o->dialback = c->dialback.enabled;
+    o->dialback_secret = c->dialback.secret;
+    o->level = conf_security_level(c, r->remote);
+    o->srv_target = r->targets->fallback ? NULL : t->host;
+    o->srv_secure = !r->targets->fallback && srv->sec == DNS_SEC_SECURE;
+    if (t->tlsa_queried && t->tlsa.status == DNS_OK && t->tlsa.sec == DNS_SEC_SECURE) {
+        o->tlsa = t->tlsa_rr;
+        o->ntlsa = t->ntlsa;
+    }
+    o->xml.max_stanza_bytes = c->limits.stanza_bytes;
+    o->xml.max_depth = c->limits.xml_depth;
+    o->xml.max_attrs = c->limits.xml_attributes;
+    o->xml.max_header_bytes = c->limits.stream_header_bytes;
+    o->timeouts.connect_ms = (unsigned)(c->timeouts.connect * 1000);
+    o->timeouts.tls_ms = (unsigned)(c->timeouts.tls_handshake * 1000);
+    o->timeouts.idle_ms = (unsigned)(c->timeouts.idle * 1000);
+    o->auth_timeout_ms = (unsigned)(c->timeouts.authenticate * 1000);
+    o->keepalive_ms = (unsigned)(c->timeouts.keepalive * 1000);
+    o->bidi = r->p->cbs.inbound_take != NULL;
+}
+
+static void
+connector_cb(struct conn *c, const struct dns_target *t, enum xmpp_stanza_error cond,
+             const char *why, void *arg)
+{
+    struct route *r = arg;
+    struct out_cbs cbs = ocbs;
+    struct out_opts o;
+
+    r->k = NULL;
+    if (c == NULL) {
+        route_fail(r, cond, why);
+        return;
+    }
+    r->tidx = (size_t)(t - r->targets->targets);
+    out_opts_fill(r, t, &o);
+    route_set_state(r, R_NEGOTIATING);
+    r->p->nstreams++;
+    r->nouts++;
+    cbs.arg = r;
+    r->out = out_new(r->p->base, c, r->local, r->remote, &o, &cbs);
+    send_verifies(r);
+}
+
+static void
+dns_cb(struct dns_targets *t, void *arg)
+{
+    struct route *r = arg;
+    const struct conf *c = r->p->conf;
+
+    r->dnsreq = NULL;
+    if (t->status != DNS_OK) {
+        char why[400];
+
+        snprintf(why, sizeof(why), "DNS: %s", t->error[0] ? t->error : dns_status_str(t->status));
+        dns_targets_free(t);
+        route_fail(r, XMPP_STANZA_ERR_REMOTE_SERVER_NOT_FOUND, why);
+        return;
+    }
+    r->targets = t;
+    route_set_state(r, R_CONNECTING);
+    r->k = connector_start(r->p->base, t, (unsigned)(c->timeouts.connect * 1000), 250, connector_cb,
+                           r);
+}
+
+/* XEP-0220 pooling: a READY stream of ours to the same remote domain carries this pair
+ * too, if the peer accepts it by dialback. */
+static bool
+route_try_pooling(struct route *r)
+{
+    struct route *h;
+
+    if (r->no_pooling || !r->p->conf->dialback.enabled)
+        return false;
+    TAILQ_FOREACH(h, &r->p->routes, entry)
+    if (h != r && h->host == NULL && h->state == R_READY && h->out != NULL &&
+        strcmp(h->remote, r->remote) == 0 && out_add_pair(h->out, r->local) == 0) {
+        r->host = h;
+        r->out = h->out;
+        route_set_state(r, R_NEGOTIATING);
+        send_verifies(r);
+        return true;
+    }
+    return false;
+}
+
+static void
+route_start(struct route *r)
+{
+    struct pool *p = r->p;
+    struct timeval tv;
+
+    if (r->state != R_IDLE)
+        return;
+    if (r->qn > 0) {
+        tv = tv_of(p->conf->timeouts.queue);
+        evtimer_add(r->ev_queue, &tv);
+    }
+    if (route_try_pooling(r))
+        return;
+    route_set_state(r, R_RESOLVING);
+    r->dnsreq = p->dns.resolve(p->dns.ctx, r->remote, dns_cb, r);
+    if (r->dnsreq == NULL)
+        route_fail(r, XMPP_STANZA_ERR_REMOTE_SERVER_NOT_FOUND, "DNS: invalid domain");
+}
+
+static void
+queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    route_fail(arg, XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT, "no route within timeouts.queue");
+}
+
+static void
+idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct route *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (r->host != NULL || r->via_bidi) {
+        route_detach(r, false);
+        route_maybe_free(r);
+        return;
+    }
+    if (r->out != NULL)
+        out_close(r->out, "route idle");
+}
+
+/* --- routes ---------------------------------------------------------------------------- */
+
+static struct route *
+route_find(const struct pool *p, const char *local, const char *remote)
+{
+    struct route *r;
+
+    TAILQ_FOREACH(r, &p->routes, entry)
+    if (strcmp(r->remote, remote) == 0 && strcmp(r->local, local) == 0)
+        return r;
+    return NULL;
+}
+
+static struct route *
+route_get(struct pool *p, const char *local, const char *remote)
+{
+    struct route *r = route_find(p, local, remote);
+
+    if (r != NULL)
+        return r;
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        fatal("calloc");
+    r->p = p;
+    snprintf(r->local, sizeof(r->local), "%s", local);
+    snprintf(r->remote, sizeof(r->remote), "%s", remote);
+    TAILQ_INIT(&r->queue);
+    TAILQ_INIT(&r->verifies);
+    r->ev_queue = evtimer_new(p->base, queue_timeout_cb, r);
+    r->ev_idle = evtimer_new(p->base, idle_cb, r);
+    TAILQ_INSERT_TAIL(&p->routes, r, entry);
+    return r;
+}
+
+/* A route with nothing in it and nothing running is forgotten. */
+static void
+route_maybe_free(struct route *r)
+{
+    struct route *rr;
+
+    TAILQ_FOREACH(rr, &r->p->routes, entry)
+    if (rr->host == r)
+        return;
+    if (r->state != R_IDLE || r->out != NULL || r->nouts > 0 || r->k != NULL || r->dnsreq != NULL ||
+        r->qn > 0 || !TAILQ_EMPTY(&r->verifies))
+        return;
+    TAILQ_REMOVE(&r->p->routes, r, entry);
+    event_free(r->ev_queue);
+    event_free(r->ev_idle);
+    free(r);
+}
+
+void
+pool_send(struct pool *p, const char *local, const char *remote, struct stanza *st)
+{
+    const struct conf *c = p->conf;
+    struct remote *rd;
+    struct route *r;
+    struct qitem *q;
+    size_t bytes = stanza_mem_bytes(st);
+
+    s2s_stats.out_accepted++;
+    if (p->shutting_down) {
+        bounce(p, st, XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT, "the proxy is shutting down");
+        return;
+    }
+    r = route_find(p, local, remote);
+    if (r != NULL && r->state == R_READY && r->qn == 0 && route_writable(r)) {
+        struct timeval tv = tv_of(c->timeouts.route_idle);
+        int rc = route_write(r, st);
+
+        if (rc == 0)
+            s2s_stats.out_delivered++;
+        if (rc != -1) {
+            evtimer_add(r->ev_idle, &tv);
+            return;
+        }
+        route_detach(r, false); /* the bidi stream is going: queue and start our own */
+    }
+    if ((r == NULL || r->state == R_IDLE) && remote_in_backoff(p, remote, &rd)) {
+        bounce(p, st, rd->cond, rd->why);
+        return;
+    }
+    r = route_get(p, local, remote);
+    if (r->qn >= c->limits.queue_stanzas || r->qbytes + bytes > c->limits.queue_bytes) {
+        bounce(p, st, XMPP_STANZA_ERR_RESOURCE_CONSTRAINT, "too many stanzas waiting");
+        return;
+    }
+    if ((q = calloc(1, sizeof(*q))) == NULL)
+        fatal("calloc");
+    q->st = st;
+    q->bytes = bytes;
+    TAILQ_INSERT_TAIL(&r->queue, q, entry);
+    r->qn++;
+    r->qbytes += bytes;
+    if (r->state == R_IDLE)
+        route_start(r);
+    else if (!evtimer_pending(r->ev_queue, NULL) && r->state != R_FAILED) {
+        struct timeval tv = tv_of(c->timeouts.queue);
+        evtimer_add(r->ev_queue, &tv);
+    }
+}
+
+struct pool_verify *
+pool_dialback_verify(struct pool *p, const char *local, const char *remote, const char *id,
+                     const char *key, pool_verify_fn fn, void *arg)
+{
+    struct route *r;
+    struct pool_verify *v;
+
+    if (strlen(local) >= DOMAIN_BUF || strlen(remote) >= DOMAIN_BUF || strlen(id) >= ID_BUF ||
+        strlen(key) > DIALBACK_MAX_KEY)
+        return NULL;
+    r = route_get(p, local, remote);
+    if ((v = calloc(1, sizeof(*v))) == NULL)
+        fatal("calloc");
+    v->p = p;
+    v->r = r;
+    snprintf(v->local, sizeof(v->local), "%s", local);
+    snprintf(v->remote, sizeof(v->remote), "%s", remote);
+    snprintf(v->id, sizeof(v->id), "%s", id);
+    snprintf(v->key, sizeof(v->key), "%s", key);
+    v->fn = fn;
+    v->arg = arg;
+    v->ev_done = evtimer_new(p->base, verify_done_cb, v);
+    TAILQ_INSERT_TAIL(&r->verifies, v, entry);
+    if (p->shutting_down) {
+        verify_answer(v, DIALBACK_TYPE_ERROR, DIALBACK_ERR_REMOTE_CONNECTION_FAILED);
+        return v;
+    }
+    if (r->out != NULL)
+        send_verifies(r);
+    else if (r->state == R_IDLE)
+        route_start(r);
+    return v;
+}
+
+void
+pool_bidi_add(struct pool *p, const char *local, const char *remote, const struct pool_bidi *b)
+{
+    struct route *r;
+
+    if (p->shutting_down)
+        return;
+    r = route_get(p, local, remote);
+    if (r->state != R_IDLE) {
+        route_maybe_free(r);
+        return; /* a stream of our own is up or coming: keep it */
+    }
+    log_info("pool: route local=%s remote=%s uses the peer's bidirectional stream", local, remote);
+    r->via_bidi = true;
+    r->bidi = *b;
+    route_ready(r);
+}
+
+void
+pool_bidi_remove(struct pool *p, void *ctx)
+{
+    struct route *r, *next;
+
+    for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, entry);
+        if (r->via_bidi && r->bidi.ctx == ctx) {
+            route_detach(r, true);
+            route_maybe_free(r);
+        }
+    }
+}
+
+void
+pool_verify_cancel(struct pool *p, struct pool_verify *v)
+{
+    struct route *r = v->r;
+
+    (void)p;
+    TAILQ_REMOVE(&r->verifies, v, entry);
+    event_free(v->ev_done);
+    free(v);
+    route_maybe_free(r);
+}
+
+/* --- pool ------------------------------------------------------------------------------ */
+
+struct resolver_ctx {
+    struct dns_resolver *res;
+    int flags;
+};
+
+static void *
+res_resolve(void *ctx, const char *domain, dns_targets_fn cb, void *arg)
+{
+    struct resolver_ctx *rc = ctx;
+
+    return dns_targets_resolve(rc->res, domain, rc->flags, cb, arg);
+}
+
+static void
+res_cancel(void *req)
+{
+    dns_targets_cancel(req);
+}
+
+struct pool_dns
+pool_dns_resolver(struct dns_resolver *res, int flags)
+{
+    static struct resolver_ctx rc; /* one resolver per process */
+    struct pool_dns d = {res_resolve, res_cancel, &rc};
+
+    rc.res = res;
+    rc.flags = flags;
+    return d;
+}
+
+struct pool *
+pool_new(struct event_base *base, const struct conf *conf, struct tls_ctx *tls,
+         const struct pool_dns *dns, const struct pool_cbs *cbs)
+{
+    struct pool *p;
+
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        fatal("calloc");
+    p->base = base;
+    p->conf = conf;
+    p->tls = tls;
+    p->dns = *dns;
+    p->cbs = *cbs;
+    TAILQ_INIT(&p->routes);
+    LIST_INIT(&p->remotes);
+    return p;
+}
+
+void
+pool_reconfigure(struct pool *p, const struct conf *conf, struct tls_ctx *tls)
+{
+    p->conf = conf;
+    p->tls = tls;
+}
+
+void
+pool_shutdown(struct pool *p)
+{
+    struct route *r, *next;
+
+    p->shutting_down = true;
+    for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, entry);
+        if (r->state == R_READY && r->via_bidi) {
+            route_detach(r, false); /* the router closes the inbound streams */
+            continue;
+        }
+        if (r->state == R_READY) {
+            out_close(r->out, "shutdown");
+            continue;
+        }
+        if (r->state != R_IDLE && r->state != R_FAILED) {
+            route_fail(r, XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT, "the proxy is shutting down");
+            continue;
+        }
+        bounce_queue(r, XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT, "the proxy is shutting down");
+    }
+}
+
+/* Everything must be idle (after pool_shutdown and the loop ran the closes). */
+void
+pool_free(struct pool *p)
+{
+    struct route *r;
+    struct remote *rd;
+
+    if (p == NULL)
+        return;
+    while ((r = TAILQ_FIRST(&p->routes)) != NULL) {
+        struct pool_verify *v;
+
+        if (r->dnsreq != NULL)
+            p->dns.cancel(r->dnsreq);
+        connector_cancel(r->k);
+        bounce_queue(r, XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT, "the proxy is shutting down");
+        while ((v = TAILQ_FIRST(&r->verifies)) != NULL) {
+            TAILQ_REMOVE(&r->verifies, v, entry);
+            event_free(v->ev_done);
+            free(v);
+        }
+        dns_targets_free(r->targets);
+        TAILQ_REMOVE(&p->routes, r, entry);
+        event_free(r->ev_queue);
+        event_free(r->ev_idle);
+        free(r);
+    }
+    while ((rd = LIST_FIRST(&p->remotes)) != NULL) {
+        LIST_REMOVE(rd, entry);
+        free(rd);
+    }
+    free(p);
+}
+
+size_t
+pool_routes(const struct pool *p)
+{
+    size_t n = 0;
+    struct route *r;
+
+    TAILQ_FOREACH(r, &p->routes, entry)
+    n++;
+    return n;
+}
+
+size_t
+pool_queued(const struct pool *p, const char *local, const char *remote)
+{
+    struct route *r = route_find(p, local, remote);
+
+    return r != NULL ? r->qn : 0;
+}
+
+bool
+pool_route_ready(const struct pool *p, const char *local, const char *remote)
+{
+    struct route *r = route_find(p, local, remote);
+
+    return r != NULL && r->state == R_READY;
+}
+
+double
+pool_backoff(const struct pool *p, const char *remote)
+{
+    struct remote *rd;
+
+    LIST_FOREACH(rd, &p->remotes, entry)
+    if (strcmp(rd->domain, remote) == 0)
+        return rd->backoff;
+    return 0;
+}
+
+size_t
+pool_streams(const struct pool *p)
+{
+    return p->nstreams;
+}
