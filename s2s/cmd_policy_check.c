@@ -6,16 +6,12 @@
  *   3. what happens to the stanza (policy_check_stanza)?
  * The first answer that is not "pass" is the decision. The direction follows from the
  * configuration's hosts: from a hosted domain is outbound, to a hosted domain inbound.
- *
- * The configuration is read with libconfig here (hosts and the policy section only):
- * conf_load() does not know the "policy" section yet. Once s2s/conf.c loads it, this
- * can use conf_load() and conf->policy instead.
+ * The configuration is read whole by conf_load() (as `s2sproxy -t` does), so a file that
+ * passes here also starts.
  */
 #include "s2s/cmd_policy_check.h"
 
 #include <getopt.h>
-#include <libconfig.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +19,10 @@
 
 #include <jansson.h>
 
+#include "s2s/conf.h"
 #include "s2s/domainlist.h"
 #include "s2s/log.h"
 #include "s2s/policy.h"
-#include "s2s/policy_conf.h"
 
 #define EXIT_USAGE 2
 #define TLS12      0x0303
@@ -46,12 +42,6 @@ struct check_args {
     bool json;
 };
 
-struct check_conf {
-    char **hosts;
-    size_t nhosts;
-    struct policy *policy;
-};
-
 static void
 check_usage(FILE *out)
 {
@@ -64,85 +54,6 @@ check_usage(FILE *out)
         "  message without type, 100 bytes, TLS 1.3, a valid certificate (--auth cert),\n"
         "  DNSSEC-secure DNS and a DANE match (outbound).\n"
         "  Exit status: 0 pass, 1 refuse, bounce or drop, 2 usage or configuration error.\n");
-}
-
-/* --- configuration ----------------------------------------------------------------------- */
-
-static void
-check_conf_free(struct check_conf *c)
-{
-    for (size_t i = 0; i < c->nhosts; i++)
-        free(c->hosts[i]);
-    free(c->hosts);
-    policy_unref(c->policy);
-}
-
-static int
-load_hosts(config_t *cfg, struct check_conf *c, char *err, size_t errlen)
-{
-    const config_setting_t *hosts = config_lookup(cfg, "hosts");
-    char norm[DOMAINLIST_NAME_MAX], why[64];
-    int n;
-
-    if (hosts == NULL || !config_setting_is_list(hosts) ||
-        (n = config_setting_length(hosts)) == 0) {
-        snprintf(err, errlen, "%s: hosts: missing (at least one hosted domain is required)",
-                 config_setting_source_file(config_root_setting(cfg)));
-        return -1;
-    }
-    if ((c->hosts = calloc((size_t)n, sizeof(*c->hosts))) == NULL)
-        fatal("calloc");
-    for (int i = 0; i < n; i++) {
-        const char *d = NULL;
-        const config_setting_t *h = config_setting_get_elem(hosts, (unsigned)i);
-
-        if (!config_setting_lookup_string(h, "domain", &d) ||
-            domainlist_normalize(d, false, norm, sizeof(norm), why, sizeof(why)) != NULL) {
-            snprintf(err, errlen, "%s:%u: hosts[%d].domain: missing or not a domain",
-                     config_setting_source_file(h), config_setting_source_line(h), i);
-            return -1;
-        }
-        if ((c->hosts[c->nhosts++] = strdup(norm)) == NULL)
-            fatal("strdup");
-    }
-    return 0;
-}
-
-static int
-load_conf(const char *path, struct check_conf *c, char *err, size_t errlen)
-{
-    char dir[PATH_MAX], *slash;
-    config_t cfg;
-    int rc = -1;
-
-    if (realpath(path, dir) == NULL) {
-        snprintf(err, errlen, "%s: cannot read", path);
-        return -1;
-    }
-    if ((slash = strrchr(dir, '/')) != NULL)
-        *slash = '\0';
-    config_init(&cfg);
-    config_set_include_dir(&cfg, dir);
-    if (config_read_file(&cfg, path) != CONFIG_TRUE) {
-        snprintf(err, errlen, "%s:%d: %s",
-                 config_error_file(&cfg) != NULL ? config_error_file(&cfg) : path,
-                 config_error_line(&cfg), config_error_text(&cfg));
-    } else if (load_hosts(&cfg, c, err, errlen) == 0 &&
-               (c->policy = policy_conf_load(config_lookup(&cfg, "policy"), dir, err, errlen)) !=
-                   NULL) {
-        rc = 0;
-    }
-    config_destroy(&cfg);
-    return rc;
-}
-
-static bool
-hosted(const struct check_conf *c, const char *domain)
-{
-    for (size_t i = 0; i < c->nhosts; i++)
-        if (strcmp(c->hosts[i], domain) == 0)
-            return true;
-    return false;
 }
 
 /* The domain of a JID (RFC 7622 §3.2): after any '@' that precedes the resource. */
@@ -411,7 +322,7 @@ cmd_policy_check(int argc, char **argv)
 {
     struct check_args a = {
         .kind = POLICY_KIND_MESSAGE, .size = 100, .tls = TLS13, .auth = POLICY_AUTH_SASL_EXTERNAL};
-    struct check_conf c = {0};
+    struct conf *c;
     struct check_result r;
     char from[DOMAINLIST_NAME_MAX], to[DOMAINLIST_NAME_MAX], err[1024];
     bool from_hosted, to_hosted;
@@ -428,29 +339,28 @@ cmd_policy_check(int argc, char **argv)
     }
     /* The log action writes to the log; keep stdout the answer and stderr quiet. */
     log_set_level(LOG_LVL_WARN);
-    if (load_conf(a.conf_path, &c, err, sizeof(err)) == -1) {
+    if ((c = conf_load(a.conf_path, err, sizeof(err))) == NULL) {
         fprintf(stderr, "%s\n", err);
-        check_conf_free(&c);
         return EXIT_USAGE;
     }
-    from_hosted = hosted(&c, from);
-    to_hosted = hosted(&c, to);
+    from_hosted = conf_host_find(c, from) != NULL;
+    to_hosted = conf_host_find(c, to) != NULL;
     if (from_hosted == to_hosted) {
         fprintf(stderr, "s2sproxy policy-check: %s: exactly one of %s and %s must be hosted\n",
                 a.conf_path, from, to);
-        check_conf_free(&c);
+        conf_free(c);
         return EXIT_USAGE;
     }
     memset(&r, 0, sizeof(r));
     r.dir = from_hosted ? POLICY_OUT : POLICY_IN;
     snprintf(r.local, sizeof(r.local), "%s", from_hosted ? from : to);
     snprintf(r.remote, sizeof(r.remote), "%s", from_hosted ? to : from);
-    run_checks(&a, c.policy, &r);
+    run_checks(&a, c->policy, &r);
     if (a.json)
         print_json(&r);
     else
         print_text(&r);
     rc = passes(r.decisive) ? 0 : 1;
-    check_conf_free(&c);
+    conf_free(c);
     return rc;
 }

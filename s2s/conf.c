@@ -28,6 +28,8 @@
 #include <unbound.h>
 
 #include "dialback/key.h"
+#include "s2s/policy.h"
+#include "s2s/policy_conf.h"
 #include "s2s/tls.h"
 
 #define MIB (1024 * 1024)
@@ -42,8 +44,9 @@ struct loader {
     struct conf *conf;
 };
 
-static const char *const root_keys[] = {"log", "hosts",  "tls",      "limits",   "timeouts",
-                                        "dns", "listen", "dialback", "security", NULL};
+static const char *const root_keys[] = {"log",      "hosts",  "tls",    "limits",
+                                        "timeouts", "dns",    "listen", "dialback",
+                                        "security", "policy", NULL};
 static const char *const log_keys[] = {"level", "syslog", NULL};
 static const char *const host_keys[] = {"domain", "certificate", "key", "component", NULL};
 static const char *const component_keys[] = {"host", "port", "secret", "name", NULL};
@@ -1042,6 +1045,9 @@ parse(struct loader *l, config_t *cfg)
         load_timeouts(l, root) == -1 || load_dns(l, root) == -1 || load_listen(l, root) == -1 ||
         load_dialback(l, root) == -1 || load_security(l, root) == -1)
         return -1;
+    if ((l->conf->policy = policy_conf_load(config_setting_get_member(root, "policy"), l->dir,
+                                            l->err, l->errlen)) == NULL)
+        return -1;
     build_tls_view(l->conf);
     return 0;
 }
@@ -1073,6 +1079,7 @@ conf_free(struct conf *c)
 {
     if (c == NULL)
         return;
+    policy_unref(c->policy);
     for (size_t i = 0; i < c->nhosts; i++) {
         free(c->hosts[i].domain);
         free(c->hosts[i].certificate);

@@ -20,6 +20,7 @@
 
 struct tls_settings;
 struct tls_host;
+struct policy;
 
 /* Default path of the configuration file (s2sproxy -c overrides it). */
 #define CONF_DEFAULT_PATH "/etc/s2sproxy/s2sproxy.conf"
@@ -169,6 +170,9 @@ struct conf {
     struct conf_listen listen;
     struct conf_dialback dialback;
     struct conf_security security;
+    /* Never NULL after conf_load(): the "policy" section, or the default policy. Owned by
+     * the conf (policy_ref() to keep it longer). */
+    struct policy *policy;
 
     /* conf_tls_settings() hands these out; they point into the fields above. */
     struct tls_settings *tls_settings;

@@ -105,17 +105,28 @@ check "usage: bad --tls" usage_err "usage:" -c "$POL/spam-blocklist.conf" --from
 check "usage: bad JID" usage_err "not a valid JID" -c "$POL/spam-blocklist.conf" --from "a@bad domain" $IN
 check "usage: neither side hosted" usage_err "exactly one of a.example and b.example must be hosted" -c "$POL/spam-blocklist.conf" --from x@a.example --to y@b.example
 check "config: missing file" usage_err "nothing.conf: cannot read" -c "$TMP/nothing.conf" --from a@b.example $IN
-cat >"$TMP/broken.conf" <<'CONF'
-hosts = ( { domain = "example.org"; } );
+HOSTS="hosts = ( { domain = \"example.org\"; certificate = \"$SRCDIR/conf/certs/example.org.crt\"; key = \"$SRCDIR/conf/certs/example.org.key\"; } );"
+# policy-check reads the whole configuration (conf_load, as -t does): hosts need their
+# certificate.
+cat >"$TMP/broken.conf" <<CONF
+hosts = ( { domain = "example.org"; certificate = "$SRCDIR/conf/certs/example.org.crt"; key = "$SRCDIR/conf/certs/example.org.key"; } );
 policy = {
     federate = "allow";
     domains = ( { match = "x.example"; federate = "block"; } );
 };
 CONF
 check "config: bad policy value names FILE:LINE: KEY" usage_err "broken.conf:4: policy.domains\[0\].federate: expected \"allow\" or \"deny\", got \"block\"" -c "$TMP/broken.conf" --from a@b.example $IN
-printf 'hosts = ( { domain = "example.org"; } );\npolicy = { domains = ( { list = "nope.txt"; } ); };\n' >"$TMP/nolist.conf"
+printf '%s\npolicy = { domains = ( { list = "nope.txt"; } ); };\n' "$HOSTS" >"$TMP/nolist.conf"
 check "config: missing list file" usage_err "nolist.conf:2: policy.domains\[0\].list: .*nope.txt: cannot read" -c "$TMP/nolist.conf" --from a@b.example $IN
-printf 'hosts = ( { domain = "example.org"; } );\npolicy = { federate = ; };\n' >"$TMP/syntax.conf"
+printf '%s\npolicy = { federate = ; };\n' "$HOSTS" >"$TMP/syntax.conf"
 check "config: syntax error" usage_err "syntax.conf:2: syntax error" -c "$TMP/syntax.conf" --from a@b.example $IN
+
+# The shipped configuration and every example policy pass `s2sproxy -t` (the daemon loads
+# the policy section with the rest); a broken policy fails it with FILE:LINE.
+for f in "$SRCDIR/conf/s2sproxy.conf" "$POL"/*.conf; do
+    check "-t: $(basename "$f")" "$PROXY" -t -c "$f"
+done
+t_fails() { ! "$PROXY" -t -c "$TMP/broken.conf" 2>"$TMP/err" && grep -q "broken.conf:4: policy.domains" "$TMP/err"; }
+check "-t: a broken policy fails with FILE:LINE" t_fails
 
 check_summary
