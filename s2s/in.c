@@ -53,13 +53,15 @@ struct in_session {
     struct dialback_pairs *pairs;
     char *secret;
     struct peerauth auth;
-    struct event *ev_auth; /* authentication deadline */
-    struct event *ev_free; /* deferred teardown */
+    struct event *ev_auth;   /* authentication deadline */
+    struct event *ev_free;   /* deferred teardown */
+    struct event *ev_resume; /* in_pause_read(): read again */
 };
 
 static size_t nsessions;
 
 static void in_finish(struct in_session *s);
+static void resume_cb(evutil_socket_t fd, short what, void *arg);
 static void in_stream_error(struct in_session *s, enum xmpp_stream_error cond, const char *why);
 
 static const char *const state_names[] = {"HEADER", "OPEN", "TLS", "CLOSING", "DEAD"};
@@ -180,6 +182,7 @@ free_cb(evutil_socket_t fd, short what, void *arg)
     dialback_pairs_free(s->pairs);
     event_free(s->ev_auth);
     event_free(s->ev_free);
+    event_free(s->ev_resume);
     if (s->opts.tls != NULL)
         tls_ctx_unref(s->opts.tls);
     free(s->secret);
@@ -197,6 +200,7 @@ in_finish(struct in_session *s)
         return;
     in_enter_state(s, IN_DEAD);
     event_del(s->ev_auth);
+    event_del(s->ev_resume);
     if (s->conn != NULL)
         conn_close(s->conn);
     s->conn = NULL;
@@ -234,6 +238,32 @@ in_close(struct in_session *s, int cond, const char *why)
 }
 
 /* --- authentication -------------------------------------------------------------------- */
+
+/* Asks the creator whether (local, remote) may be authenticated by how (cbs->admit). */
+static bool
+admitted(struct in_session *s, const char *local, const char *remote, enum peerauth_method how,
+         struct in_refusal *r)
+{
+    struct peerauth pa = {0};
+
+    if (s->cbs.admit == NULL)
+        return true;
+    pa.method = how;
+    peerauth_set_tls(&pa, tls_info_of(s));
+    pa.cert = peerauth_cert_check(
+        tls_info_of(s),
+        &(struct certname_reference){
+            .domain = remote, .services = CERTNAME_SVC_XMPP_SERVER | CERTNAME_SVC_XMPPS_SERVER},
+        false, false, &pa.matched);
+    r->stream_error = XMPP_STREAM_ERR_POLICY_VIOLATION;
+    r->dialback_error = DIALBACK_ERR_POLICY_VIOLATION;
+    r->text[0] = '\0';
+    if (s->cbs.admit(s, local, remote, &pa, r, s->cbs.arg))
+        return true;
+    log_info("in: refused by policy id=%s peer=%s local=%s remote=%s method=%s reason=\"%s\"",
+             s->id, conn_peer(s->conn), local, remote, peerauth_method_name(how), r->text);
+    return false;
+}
 
 static void
 mark_authenticated(struct in_session *s, const char *local, const char *remote,
@@ -289,6 +319,7 @@ static void
 handle_sasl_auth(struct in_session *s, struct stanza *st)
 {
     const char *mech = stanza_attr(st, "mechanism"), *text, *identity;
+    struct in_refusal refusal;
     char authzid[DOMAIN_BUF * 2], norm[CERTNAME_BUFSIZE];
     size_t len;
     int n;
@@ -332,6 +363,10 @@ handle_sasl_auth(struct in_session *s, struct stanza *st)
     }
     if (!peerauth_cert_valid_for(tls_info_of(s), identity)) {
         sasl_failure(s, "not-authorized", "certificate not valid for the identity");
+        return;
+    }
+    if (!admitted(s, s->hdr_to, identity, PEERAUTH_SASL_EXTERNAL, &refusal)) {
+        in_stream_error(s, (enum xmpp_stream_error)refusal.stream_error, refusal.text);
         return;
     }
     snprintf(s->sasl_local, sizeof(s->sasl_local), "%s", s->hdr_to);
@@ -491,9 +526,18 @@ in_dialback_verdict(struct in_session *s, const char *local, const char *remote,
                     enum dialback_type verdict, enum dialback_cond cond)
 {
     enum dialback_state ds;
+    enum peerauth_method how;
+    struct in_refusal refusal;
 
     if (s->state != IN_OPEN && s->state != IN_HEADER)
         return;
+    how = peerauth_cert_valid_for(tls_info_of(s), remote) ? PEERAUTH_CERT_DIALBACK
+                                                          : PEERAUTH_DIALBACK;
+    if (verdict == DIALBACK_TYPE_VALID && !admitted(s, local, remote, how, &refusal)) {
+        /* Only this pair is refused; the stream and its other pairs live on. */
+        verdict = DIALBACK_TYPE_ERROR;
+        cond = refusal.dialback_error;
+    }
     ds = verdict == DIALBACK_TYPE_VALID     ? DIALBACK_STATE_VALID
          : verdict == DIALBACK_TYPE_INVALID ? DIALBACK_STATE_INVALID
                                             : DIALBACK_STATE_ERROR;
@@ -504,9 +548,7 @@ in_dialback_verdict(struct in_session *s, const char *local, const char *remote,
              cond != DIALBACK_OK ? " error=" : "", dialback_cond_name(cond));
     send_db(s, "result", local, remote, NULL, verdict, cond);
     if (ds == DIALBACK_STATE_VALID) {
-        mark_authenticated(s, local, remote,
-                           peerauth_cert_valid_for(tls_info_of(s), remote) ? PEERAUTH_CERT_DIALBACK
-                                                                           : PEERAUTH_DIALBACK);
+        mark_authenticated(s, local, remote, how);
         return;
     }
     if (ds == DIALBACK_STATE_INVALID) {
@@ -800,6 +842,7 @@ in_new(struct event_base *base, struct conn *c, const struct in_opts *opts,
         (s->pairs = dialback_pairs_new(&dl)) == NULL)
         fatal("in_new");
     s->ev_auth = evtimer_new(base, auth_timeout_cb, s);
+    s->ev_resume = evtimer_new(base, resume_cb, s);
     s->ev_free = evtimer_new(base, free_cb, s);
     peerauth_stream_id(s->id); /* for logs until our header goes out */
     s->state = IN_HEADER;
@@ -838,6 +881,34 @@ in_send(struct in_session *s, const char *local, const char *remote, struct stan
     stanza_serialize_flags(st, conn_output(s->conn), STANZA_NS_SERVER, STANZA_SER_DB_DECLARED);
     stanza_free(st);
     return 0;
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct in_session *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (s->conn != NULL && s->state != IN_DEAD)
+        conn_resume_read(s->conn);
+}
+
+void
+in_pause_read(struct in_session *s, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    if (s->conn == NULL || s->state == IN_DEAD)
+        return;
+    conn_pause_read(s->conn);
+    evtimer_add(s->ev_resume, &tv);
+}
+
+bool
+in_read_paused(const struct in_session *s)
+{
+    return evtimer_pending(s->ev_resume, NULL);
 }
 
 const char *

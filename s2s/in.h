@@ -64,6 +64,12 @@ struct in_opts {
     bool bidi; /* XEP-0288: offer bidirectional streams */
 };
 
+struct in_refusal {
+    int stream_error; /* enum xmpp_stream_error */
+    enum dialback_cond dialback_error;
+    char text[200];
+};
+
 struct in_cbs {
     /* Is domain (lower-case) one we host? */
     bool (*hosted)(const char *domain, void *arg);
@@ -83,6 +89,15 @@ struct in_cbs {
                           enum peerauth_method how, void *arg);
     /* The session is finished and will be freed after this returns. */
     void (*closed)(struct in_session *s, void *arg);
+    /*
+     * May (local, remote) be authenticated here with what pa says (optional; NULL admits)?
+     * Asked before <success/> of SASL EXTERNAL and before a dialback pair is answered
+     * valid. The creator asks the policy; the session does not decide. Refused: false with
+     * *r filled; SASL then closes the stream with r->stream_error, dialback answers only
+     * that pair with r->dialback_error (XEP-0220 §2.4: the stream lives on).
+     */
+    bool (*admit)(struct in_session *s, const char *local, const char *remote,
+                  const struct peerauth *pa, struct in_refusal *r, void *arg);
     void *arg;
 };
 
@@ -108,6 +123,13 @@ int in_send(struct in_session *s, const char *local, const char *remote, struct 
 
 /* Graceful close (shutdown, idle): a stream error when cond >= 0, then </stream:stream>. */
 void in_close(struct in_session *s, int cond, const char *why);
+
+/*
+ * Stops reading from the stream for ms milliseconds, then reads again (rate limits:
+ * backpressure, nothing is dropped). A second call while paused extends the pause.
+ */
+void in_pause_read(struct in_session *s, unsigned ms);
+bool in_read_paused(const struct in_session *s);
 
 const char *in_id(const struct in_session *s);   /* current stream id */
 const char *in_peer(const struct in_session *s); /* "ip:port" */

@@ -15,6 +15,8 @@
 #include "s2s/connector.h"
 #include "s2s/log.h"
 #include "s2s/out.h"
+#include "s2s/policy.h"
+#include "s2s/policy_facts.h"
 #include "s2s/stats.h"
 
 #define DOMAIN_BUF 256
@@ -36,6 +38,8 @@ struct qitem {
     TAILQ_ENTRY(qitem) entry;
     struct stanza *st;
     size_t bytes;
+    size_t wire; /* bytes for the rate limit */
+    bool paid;   /* already counted by policy_rate() */
 };
 
 struct route;
@@ -84,6 +88,7 @@ struct route {
     struct pool_bidi bidi;
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
+    struct event *ev_hold;  /* a rate limit holds the queue until it fires */
 };
 
 struct pool {
@@ -96,6 +101,7 @@ struct pool {
     LIST_HEAD(, remote) remotes;
     size_t nstreams;
     bool shutting_down;
+    struct policy_limiter *lim; /* outbound rate state, kept across reloads */
 };
 
 static void route_start(struct route *r);
@@ -341,6 +347,42 @@ route_write(struct route *r, struct stanza *st)
     return out_send(r->out, st) == 0 ? 0 : 1;
 }
 
+static void route_flush(struct route *r);
+
+static void
+hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct route *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (r->state == R_READY)
+        route_flush(r);
+}
+
+/*
+ * Counts a stanza of bytes against the remote domain's outbound rate (policy_rate). Over
+ * the limit: the route's queue is held until the buckets are out of debt (the stanza is
+ * paid for and goes first when the hold ends); true.
+ */
+static bool
+route_over_rate(struct route *r, size_t bytes)
+{
+    uint64_t wait = policy_rate(policy_facts_policy(r->p->conf->policy), r->p->lim, POLICY_OUT,
+                                r->remote, NULL, bytes, ratelimit_now());
+    struct timeval tv;
+
+    if (wait == 0)
+        return false;
+    tv.tv_sec = (time_t)(wait / 1000000000ULL);
+    tv.tv_usec = (suseconds_t)((wait % 1000000000ULL + 999) / 1000);
+    s2s_stats.policy_held++;
+    log_debug("pool: rate limit local=%s remote=%s: queue held for %llu us", r->local, r->remote,
+              (unsigned long long)(wait / 1000));
+    evtimer_add(r->ev_hold, &tv);
+    return true;
+}
+
 /* Writes queued stanzas while the stream takes them; what is left waits for DRAINED
  * (the queue stays bounded and its timer runs: a peer that stops reading for
  * timeouts.queue fails the route). */
@@ -349,8 +391,21 @@ route_flush(struct route *r)
 {
     struct qitem *q;
 
+    if (evtimer_pending(r->ev_hold, NULL)) {
+        /* held by a rate limit: the hold, not timeouts.queue, bounds the wait */
+        event_del(r->ev_queue);
+        return;
+    }
     while ((q = TAILQ_FIRST(&r->queue)) != NULL && route_writable(r)) {
-        int rc = route_write(r, q->st);
+        int rc;
+
+        if (!q->paid && route_over_rate(r, q->wire)) {
+            q->paid = true;
+            event_del(r->ev_queue);
+            return;
+        }
+        q->paid = true;
+        rc = route_write(r, q->st);
 
         if (rc == -1) {
             /* the bidi stream is going: the stanza stays first in line */
@@ -401,9 +456,36 @@ o_ready(struct out_session *s, void *arg)
     route_ready(r);
 }
 
+/*
+ * The policy for the authenticated stream (policy_check_stream: federation, TLS, auth,
+ * DNSSEC, DANE terms). Refused: the route fails and every queued stanza bounces with
+ * the decision's stanza error; false. A route riding on an inbound XEP-0288 stream was
+ * checked when that stream authenticated.
+ */
+static bool
+route_admitted(struct route *r, bool close_out)
+{
+    struct policy_stream_facts f;
+    struct policy_decision d;
+    char line[400];
+
+    if (r->via_bidi || r->out == NULL)
+        return true;
+    policy_facts_stream(&f, POLICY_OUT, r->local, r->remote, NULL, out_peerauth(r->out));
+    if (policy_check_stream(policy_facts_policy(r->p->conf->policy), &f, &d) != POLICY_REFUSE)
+        return true;
+    policy_decision_format(&d, line, sizeof(line));
+    log_info("pool: route local=%s remote=%s refused: %s", r->local, r->remote, line);
+    s2s_stats.policy_refused++;
+    route_fail_ex(r, d.stanza_error, d.text, close_out);
+    return false;
+}
+
 static void
 route_ready(struct route *r)
 {
+    if (!route_admitted(r, true))
+        return;
     route_set_state(r, R_READY);
     event_del(r->ev_queue);
     remote_succeeded(r->p, r->remote);
@@ -654,9 +736,20 @@ route_start(struct route *r)
 {
     struct pool *p = r->p;
     struct timeval tv;
+    struct policy_decision d;
 
     if (r->state != R_IDLE)
         return;
+    if (policy_check_route(policy_facts_policy(p->conf->policy), r->local, r->remote, &d) !=
+        POLICY_PASS) {
+        char line[400];
+
+        policy_decision_format(&d, line, sizeof(line));
+        log_info("pool: route local=%s remote=%s not created: %s", r->local, r->remote, line);
+        s2s_stats.policy_bounced += r->qn;
+        route_fail(r, d.stanza_error, d.text);
+        return;
+    }
     if (r->qn > 0) {
         tv = tv_of(p->conf->timeouts.queue);
         evtimer_add(r->ev_queue, &tv);
@@ -722,6 +815,7 @@ route_get(struct pool *p, const char *local, const char *remote)
     TAILQ_INIT(&r->verifies);
     r->ev_queue = evtimer_new(p->base, queue_timeout_cb, r);
     r->ev_idle = evtimer_new(p->base, idle_cb, r);
+    r->ev_hold = evtimer_new(p->base, hold_cb, r);
     TAILQ_INSERT_TAIL(&p->routes, r, entry);
     return r;
 }
@@ -741,7 +835,16 @@ route_maybe_free(struct route *r)
     TAILQ_REMOVE(&r->p->routes, r, entry);
     event_free(r->ev_queue);
     event_free(r->ev_idle);
+    event_free(r->ev_hold);
     free(r);
+}
+
+static size_t
+wire_bytes(const struct stanza *st)
+{
+    size_t n = stanza_wire_bytes(st);
+
+    return n != 0 ? n : stanza_mem_bytes(st);
 }
 
 void
@@ -759,7 +862,8 @@ pool_send(struct pool *p, const char *local, const char *remote, struct stanza *
         return;
     }
     r = route_find(p, local, remote);
-    if (r != NULL && r->state == R_READY && r->qn == 0 && route_writable(r)) {
+    if (r != NULL && r->state == R_READY && r->qn == 0 && route_writable(r) &&
+        !evtimer_pending(r->ev_hold, NULL) && !route_over_rate(r, wire_bytes(st))) {
         struct timeval tv = tv_of(c->timeouts.route_idle);
         int rc = route_write(r, st);
 
@@ -784,6 +888,9 @@ pool_send(struct pool *p, const char *local, const char *remote, struct stanza *
         fatal("calloc");
     q->st = st;
     q->bytes = bytes;
+    q->wire = wire_bytes(st);
+    /* The fast path above counted it when it found the route over its rate. */
+    q->paid = r->state == R_READY && r->qn == 0 && evtimer_pending(r->ev_hold, NULL);
     TAILQ_INSERT_TAIL(&r->queue, q, entry);
     r->qn++;
     r->qbytes += bytes;
@@ -920,14 +1027,24 @@ pool_new(struct event_base *base, const struct conf *conf, struct tls_ctx *tls,
     p->cbs = *cbs;
     TAILQ_INIT(&p->routes);
     LIST_INIT(&p->remotes);
+    p->lim = policy_limiter_new(65536, 1);
     return p;
 }
 
 void
 pool_reconfigure(struct pool *p, const struct conf *conf, struct tls_ctx *tls)
 {
+    struct route *r, *next;
+
     p->conf = conf;
     p->tls = tls;
+    /* The new policy applies to live routes: a READY stream it refuses is closed and what
+     * waits for it bounces; the others are untouched. */
+    for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, entry);
+        if (r->state == R_READY && r->host == NULL)
+            route_admitted(r, true);
+    }
 }
 
 void
@@ -979,12 +1096,14 @@ pool_free(struct pool *p)
         TAILQ_REMOVE(&p->routes, r, entry);
         event_free(r->ev_queue);
         event_free(r->ev_idle);
+        event_free(r->ev_hold);
         free(r);
     }
     while ((rd = LIST_FIRST(&p->remotes)) != NULL) {
         LIST_REMOVE(rd, entry);
         free(rd);
     }
+    policy_limiter_free(p->lim);
     free(p);
 }
 

@@ -15,6 +15,8 @@
 #include "s2s/log.h"
 #include "s2s/out.h"
 #include "s2s/peerauth.h"
+#include "s2s/policy.h"
+#include "s2s/policy_facts.h"
 #include "s2s/stats.h"
 
 #define DOMAIN_BUF 256
@@ -26,6 +28,14 @@ struct sink_entry {
 };
 
 struct insess;
+
+/* A domain pair authenticated on an inbound stream, with what authenticated it: the
+ * facts a reload checks again against the new policy. */
+struct inpair {
+    LIST_ENTRY(inpair) entry;
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    struct peerauth pa;
+};
 
 /* A db:verify asked for an inbound session, waiting for the pool's answer. */
 struct waiter {
@@ -41,6 +51,8 @@ struct insess {
     struct in_session *s;
     struct listen_slot *slot;
     LIST_HEAD(, waiter) waiters;
+    LIST_HEAD(, inpair) pairs;
+    char address[64]; /* the peer's IP, for per-address limits */
 };
 
 struct router {
@@ -55,8 +67,12 @@ struct router {
     bool shutting_down;
     void (*done)(void *arg);
     void *done_arg;
-    struct event *ev_check; /* polls for "every stream gone" during shutdown */
+    struct event *ev_check;     /* polls for "every stream gone" during shutdown */
+    struct policy_limiter *lim; /* inbound rate state, kept across reloads */
 };
+
+#define LIMITER_DOMAINS   65536
+#define LIMITER_ADDRESSES 65536
 
 /* --- paths ----------------------------------------------------------------------------- */
 
@@ -109,13 +125,105 @@ router_bounce_to_remote(struct router *r, struct stanza *st, enum xmpp_stanza_er
     pool_send(r->pool, from, to, b);
 }
 
-/* in -> local: the 'to' domain was checked hosted and 'from' authenticated by in.c. */
-static void
-router_inbound(struct router *r, struct stanza *st)
+/* A stanza's (local, remote) domains for the policy: inbound local = to, remote = from. */
+static int
+stanza_domains(const struct stanza *st, bool inbound, char *local, char *remote)
 {
-    char to[DOMAIN_BUF];
-    const struct router_sink *sink = NULL;
+    const char *l = stanza_attr(st, inbound ? "to" : "from");
+    const char *rm = stanza_attr(st, inbound ? "from" : "to");
 
+    if (peerauth_jid_domain(l, local, DOMAIN_BUF) == -1 ||
+        peerauth_jid_domain(rm, remote, DOMAIN_BUF) == -1)
+        return -1;
+    return 0;
+}
+
+static void pool_bounce_take(struct stanza *st, void *arg);
+
+/*
+ * The stanza rules (policy_check_stanza) for either direction. true: go on; false: the
+ * stanza was bounced or dropped here (and counted).
+ */
+static bool
+stanza_allowed(struct router *r, struct stanza *st, enum policy_dir dir, const char *local,
+               const char *remote)
+{
+    struct policy_stanza_facts f;
+    struct policy_decision d;
+    char line[400];
+
+    if (policy_facts_stanza(&f, dir, local, remote, st) == -1)
+        return true;
+    switch (policy_check_stanza(policy_facts_policy(r->conf->policy), &f, &d)) {
+    case POLICY_PASS:
+    case POLICY_LOG:
+        return true;
+    case POLICY_DROP:
+        /* policy.c logged it; counted here (DESIGN invariant 1) */
+        s2s_stats.policy_dropped++;
+        if (dir == POLICY_IN)
+            s2s_stats.in_dropped++;
+        else
+            s2s_stats.out_dropped++;
+        stanza_free(st);
+        return false;
+    default:
+        break;
+    }
+    policy_decision_format(&d, line, sizeof(line));
+    log_info("router: stanza %s local=%s remote=%s bounced: %s", dir == POLICY_IN ? "in" : "out",
+             local, remote, line);
+    s2s_stats.policy_bounced++;
+    if (dir == POLICY_IN) {
+        s2s_stats.in_bounced++;
+        router_bounce_to_remote(r, st, d.stanza_error, d.text);
+        return false;
+    }
+    {
+        struct stanza *b = stanza_bounce_make(st, d.stanza_error, d.text, true);
+
+        stanza_free(st);
+        if (b == NULL) {
+            s2s_stats.out_dropped++;
+            return false;
+        }
+        s2s_stats.out_bounced++;
+        s2s_stats.bounced_by[d.stanza_error]++;
+        pool_bounce_take(b, r);
+    }
+    return false;
+}
+
+/* in -> local: the 'to' domain was checked hosted and 'from' authenticated by in.c.
+ * is: the inbound stream it came on (rate limits pause it), NULL for XEP-0288 stanzas
+ * that came back over an outbound stream. */
+static void
+router_inbound(struct router *r, struct stanza *st, struct insess *is)
+{
+    char to[DOMAIN_BUF], local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    const struct router_sink *sink = NULL;
+    uint64_t wait;
+
+    if (stanza_domains(st, true, local, remote) == 0) {
+        size_t bytes = stanza_wire_bytes(st);
+
+        if (!stanza_allowed(r, st, POLICY_IN, local, remote))
+            return;
+        /* Backpressure (policy.h): this stanza is paid for and goes on; the stream is
+         * not read again until the buckets are out of debt. */
+        wait = policy_rate(policy_facts_policy(r->conf->policy), r->lim, POLICY_IN, remote,
+                           is != NULL && is->address[0] != '\0' ? is->address : NULL, bytes,
+                           ratelimit_now());
+        if (wait > 0 && is != NULL) {
+            unsigned ms = (unsigned)((wait + 999999) / 1000000);
+
+            if (!in_read_paused(is->s))
+                s2s_stats.policy_paused++;
+            log_debug("router: rate limit remote=%s address=%s: reading paused for %u ms", remote,
+                      is->address, ms);
+            in_pause_read(is->s, ms);
+        }
+    }
     /* A stanza for a subdomain (conference.a.test) goes through its parent's link. */
     if (peerauth_jid_domain(stanza_attr(st, "to"), to, sizeof(to)) == 0)
         for (const char *d = to; d != NULL && sink == NULL; d = strchr(d + 1, '.'))
@@ -139,6 +247,12 @@ router_outbound(struct router *r, struct stanza *st)
         stanza_free(st);
         return;
     }
+    /* Counted as accepted here when the policy stops it before the pool (which counts
+     * what it takes itself). */
+    s2s_stats.out_accepted++;
+    if (!stanza_allowed(r, st, POLICY_OUT, from, to))
+        return;
+    s2s_stats.out_accepted--;
     pool_send(r->pool, from, to, st);
 }
 
@@ -164,7 +278,7 @@ pool_bounce_take(struct stanza *st, void *arg)
 static void
 pool_inbound_take(struct stanza *st, void *arg)
 {
-    router_inbound(arg, st);
+    router_inbound(arg, st, NULL);
 }
 
 /* --- inbound sessions ------------------------------------------------------------------ */
@@ -199,7 +313,7 @@ in_stanza(struct in_session *s, struct stanza *st, void *arg)
     struct insess *is = arg;
 
     (void)s;
-    router_inbound(is->r, st);
+    router_inbound(is->r, st, is);
 }
 
 static void
@@ -220,7 +334,18 @@ in_verify(struct in_session *s, const char *local, const char *remote, const cha
 {
     struct insess *is = arg;
     struct waiter *w;
+    struct policy_decision d;
 
+    /* A domain we do not federate with: no db:verify goes out, the pair is refused with
+     * the policy's dialback error (XEP-0220 §2.4) and the stream lives on. */
+    if (policy_check_route(policy_facts_policy(is->r->conf->policy), local, remote, &d) !=
+        POLICY_PASS) {
+        log_info("router: dialback local=%s remote=%s peer=%s refused: %s", local, remote,
+                 is->address, d.text);
+        s2s_stats.policy_refused++;
+        in_dialback_verdict(s, local, remote, DIALBACK_TYPE_ERROR, d.dialback_error);
+        return;
+    }
     if ((w = calloc(1, sizeof(*w))) == NULL)
         fatal("calloc");
     w->is = is;
@@ -234,6 +359,74 @@ in_verify(struct in_session *s, const char *local, const char *remote, const cha
         in_dialback_verdict(s, local, remote, DIALBACK_TYPE_ERROR,
                             DIALBACK_ERR_RESOURCE_CONSTRAINT);
     }
+}
+
+/* Inbound streams of other sessions with remote authenticated on them. */
+static unsigned
+streams_of(const struct router *r, const struct insess *self, const char *remote)
+{
+    const struct insess *is;
+    const struct inpair *ip;
+    unsigned n = 0;
+
+    LIST_FOREACH(is, &r->sessions, entry)
+    {
+        if (is == self)
+            continue;
+        LIST_FOREACH(ip, &is->pairs, entry)
+        if (strcmp(ip->remote, remote) == 0) {
+            n++;
+            break;
+        }
+    }
+    return n;
+}
+
+/* The policy for a stream and pair (policy_check_stream); also the reload check. */
+static bool
+pair_allowed(const struct router *r, const char *local, const char *remote, const char *address,
+             const struct peerauth *pa, struct policy_decision *d)
+{
+    struct policy_stream_facts f;
+
+    policy_facts_stream(&f, POLICY_IN, local, remote, address[0] != '\0' ? address : NULL, pa);
+    return policy_check_stream(policy_facts_policy(r->conf->policy), &f, d) != POLICY_REFUSE;
+}
+
+/* in.c asks before a pair is authenticated: the policy decides, the session acts. */
+static bool
+in_admit(struct in_session *s, const char *local, const char *remote, const struct peerauth *pa,
+         struct in_refusal *why, void *arg)
+{
+    struct insess *is = arg;
+    struct router *r = is->r;
+    struct policy_decision d;
+    const struct policy_terms *t;
+    char line[400];
+
+    (void)s;
+    if (!pair_allowed(r, local, remote, is->address, pa, &d)) {
+        policy_decision_format(&d, line, sizeof(line));
+        log_info("router: inbound local=%s remote=%s peer=%s refused: %s", local, remote,
+                 is->address, line);
+        s2s_stats.policy_refused++;
+        why->stream_error = (int)d.stream_error;
+        why->dialback_error = d.dialback_error;
+        snprintf(why->text, sizeof(why->text), "%s", d.text);
+        return false;
+    }
+    t = policy_terms(policy_facts_policy(r->conf->policy), remote, NULL);
+    if (t->max_streams > 0 && streams_of(r, is, remote) >= t->max_streams) {
+        log_info("router: inbound local=%s remote=%s peer=%s refused: %u streams already "
+                 "(policy max_streams)",
+                 local, remote, is->address, t->max_streams);
+        s2s_stats.policy_refused++;
+        why->stream_error = XMPP_STREAM_ERR_POLICY_VIOLATION;
+        why->dialback_error = DIALBACK_ERR_RESOURCE_CONSTRAINT;
+        snprintf(why->text, sizeof(why->text), "too many streams from %s", remote);
+        return false;
+    }
+    return true;
 }
 
 static int
@@ -251,8 +444,18 @@ in_authenticated(struct in_session *s, const char *local, const char *remote,
 {
     struct insess *is = arg;
     struct pool_bidi b = {bidi_send, is};
+    struct inpair *ip;
 
-    (void)how;
+    if ((ip = calloc(1, sizeof(*ip))) == NULL)
+        fatal("calloc");
+    snprintf(ip->local, sizeof(ip->local), "%s", local);
+    snprintf(ip->remote, sizeof(ip->remote), "%s", remote);
+    ip->pa = *in_peerauth(s);
+    ip->pa.method = how;
+    ip->pa.cert = how == PEERAUTH_SASL_EXTERNAL || how == PEERAUTH_CERT_DIALBACK
+                      ? PEERAUTH_CERT_VALID
+                      : ip->pa.cert;
+    LIST_INSERT_HEAD(&is->pairs, ip, entry);
     if (in_bidi(s))
         pool_bidi_add(is->r->pool, local, remote, &b);
 }
@@ -263,9 +466,14 @@ in_closed(struct in_session *s, void *arg)
     struct insess *is = arg;
     struct router *r = is->r;
     struct waiter *w;
+    struct inpair *ip;
 
     (void)s;
     pool_bidi_remove(r->pool, is);
+    while ((ip = LIST_FIRST(&is->pairs)) != NULL) {
+        LIST_REMOVE(ip, entry);
+        free(ip);
+    }
     while ((w = LIST_FIRST(&is->waiters)) != NULL) {
         LIST_REMOVE(w, entry);
         pool_verify_cancel(r->pool, w->pv);
@@ -304,8 +512,15 @@ in_opts_fill(const struct router *r, bool direct, struct in_opts *o)
 static void
 on_accept(struct conn *c, bool direct, struct listen_slot *slot, void *arg)
 {
-    static const struct in_cbs cbs_tmpl = {in_hosted,        in_security, in_stanza, in_verify,
-                                           in_authenticated, in_closed,   NULL};
+    static const struct in_cbs cbs_tmpl = {
+        .hosted = in_hosted,
+        .security = in_security,
+        .stanza_take = in_stanza,
+        .dialback_verify = in_verify,
+        .authenticated = in_authenticated,
+        .closed = in_closed,
+        .admit = in_admit,
+    };
     struct router *r = arg;
     struct in_cbs cbs = cbs_tmpl;
     struct in_opts o;
@@ -316,11 +531,49 @@ on_accept(struct conn *c, bool direct, struct listen_slot *slot, void *arg)
     is->r = r;
     is->slot = slot;
     LIST_INIT(&is->waiters);
+    LIST_INIT(&is->pairs);
+    policy_facts_address(conn_peer(c), is->address, sizeof(is->address));
     LIST_INSERT_HEAD(&r->sessions, is, entry);
     r->nsessions++;
     in_opts_fill(r, direct, &o);
     cbs.arg = is;
     is->s = in_new(r->base, c, &o, &cbs);
+}
+
+/* Connections per address: the smaller of limits.connections_per_ip and the policy's. */
+static unsigned
+per_ip_limit(const struct conf *c)
+{
+    unsigned a = c->limits.connections_per_ip,
+             b = policy_max_connections_per_address(policy_facts_policy(c->policy));
+
+    if (a == 0 || (b != 0 && b < a))
+        return b;
+    return a;
+}
+
+/* After a reload: every live inbound pair is checked again; a stream with a pair the new
+ * policy refuses is closed with the stream error it names, the others are untouched. */
+static void
+recheck_streams(struct router *r)
+{
+    struct insess *is;
+    struct inpair *ip;
+    struct policy_decision d;
+    char line[400];
+
+    LIST_FOREACH(is, &r->sessions, entry)
+    LIST_FOREACH(ip, &is->pairs, entry)
+    {
+        if (pair_allowed(r, ip->local, ip->remote, is->address, &ip->pa, &d))
+            continue;
+        policy_decision_format(&d, line, sizeof(line));
+        log_info("router: reload: inbound stream peer=%s local=%s remote=%s closed: %s",
+                 is->address, ip->local, ip->remote, line);
+        s2s_stats.policy_refused++;
+        in_close(is->s, (int)d.stream_error, d.text);
+        break;
+    }
 }
 
 /* --- life ------------------------------------------------------------------------------ */
@@ -339,8 +592,7 @@ router_new(struct event_base *base, const struct conf *conf, struct tls_ctx *tls
     r->tls = tls;
     LIST_INIT(&r->sinks);
     LIST_INIT(&r->sessions);
-    r->listen =
-        listen_new(base, &conf->listen, conf->limits.connections_per_ip, on_accept, r, err, errlen);
+    r->listen = listen_new(base, &conf->listen, per_ip_limit(conf), on_accept, r, err, errlen);
     if (r->listen == NULL) {
         free(r);
         return NULL;
@@ -349,16 +601,27 @@ router_new(struct event_base *base, const struct conf *conf, struct tls_ctx *tls
     pcbs.inbound_take = pool_inbound_take;
     pcbs.arg = r;
     r->pool = pool_new(base, conf, tls, dns, &pcbs);
+    r->lim = policy_limiter_new(LIMITER_DOMAINS, LIMITER_ADDRESSES);
+    if (policy_watch(policy_facts_policy(conf->policy), base) == -1)
+        log_warn("router: policy list files will not be watched for changes");
     return r;
 }
 
 void
 router_reconfigure(struct router *r, const struct conf *conf, struct tls_ctx *tls)
 {
+    const struct conf *old = r->conf;
+
     r->conf = conf;
     r->tls = tls;
+    if (old->policy != conf->policy) {
+        policy_unwatch(policy_facts_policy(old->policy));
+        if (policy_watch(policy_facts_policy(conf->policy), r->base) == -1)
+            log_warn("router: policy list files will not be watched for changes");
+    }
     pool_reconfigure(r->pool, conf, tls);
-    listen_set_per_ip(r->listen, conf->limits.connections_per_ip);
+    listen_set_per_ip(r->listen, per_ip_limit(conf));
+    recheck_streams(r);
 }
 
 static void
@@ -403,6 +666,8 @@ router_free(struct router *r)
 
     if (r == NULL)
         return;
+    policy_unwatch(policy_facts_policy(r->conf->policy));
+    policy_limiter_free(r->lim);
     pool_free(r->pool);
     listen_free(r->listen);
     while ((e = LIST_FIRST(&r->sinks)) != NULL) {

@@ -23,6 +23,14 @@ struct s2s_stats {
     uint64_t bounced_by[XMPP_STANZA_ERR_COUNT];
     uint64_t in_streams, out_streams; /* streams opened */
     uint64_t auth_sasl, auth_dialback, auth_failed;
+    /* Policy (s2s/policy.h), counted by the router and the pool. Inbound: in_accepted =
+     * handed to the local link + in_bounced + in_dropped. Outbound policy bounces and
+     * drops are also in out_bounced / out_dropped. */
+    uint64_t in_bounced, in_dropped;         /* inbound stanzas a policy rule refused */
+    uint64_t policy_bounced, policy_dropped; /* both directions */
+    uint64_t policy_refused;                 /* streams or domain pairs refused */
+    uint64_t policy_paused;                  /* inbound reads paused by a rate limit */
+    uint64_t policy_held;                    /* outbound queues held by a rate limit */
 };
 
 extern struct s2s_stats s2s_stats;

@@ -115,7 +115,7 @@ cb_closed(struct in_session *s, void *arg)
 }
 
 static const struct in_cbs cbs = {cb_hosted, cb_security, cb_stanza, cb_verify,
-                                  cb_auth,   cb_closed,   NULL};
+                                  cb_auth,   cb_closed,   NULL,      NULL};
 
 static struct in_opts
 default_opts(void)

@@ -170,7 +170,7 @@ i_closed(struct in_session *s, void *arg)
     in = NULL;
 }
 
-static const struct in_cbs icbs = {i_hosted, NULL, i_stanza, i_verify, NULL, i_closed, NULL};
+static const struct in_cbs icbs = {i_hosted, NULL, i_stanza, i_verify, NULL, i_closed, NULL, NULL};
 
 /* Connects an out session for (a.test, b.test) to a fresh in session at b.test. */
 static void

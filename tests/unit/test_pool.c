@@ -102,7 +102,7 @@ i_closed(struct in_session *s, void *arg)
             ins[i] = NULL;
 }
 
-static const struct in_cbs icbs = {i_hosted, NULL, i_stanza, i_verify, NULL, i_closed, NULL};
+static const struct in_cbs icbs = {i_hosted, NULL, i_stanza, i_verify, NULL, i_closed, NULL, NULL};
 
 static void
 on_accept(struct conn *c, bool direct, struct listen_slot *slot, void *arg)
