@@ -45,6 +45,12 @@ struct waiter {
     char local[DOMAIN_BUF], remote[DOMAIN_BUF];
 };
 
+/* An inbound stanza waiting for the rate limit (already checked and counted). */
+struct held {
+    TAILQ_ENTRY(held) entry;
+    struct stanza *st;
+};
+
 struct insess {
     LIST_ENTRY(insess) entry;
     struct router *r;
@@ -52,7 +58,9 @@ struct insess {
     struct listen_slot *slot;
     LIST_HEAD(, waiter) waiters;
     LIST_HEAD(, inpair) pairs;
-    char address[64]; /* the peer's IP, for per-address limits */
+    char address[64];         /* the peer's IP, for per-address limits */
+    TAILQ_HEAD(, held) held;  /* read before a rate-limit pause took effect */
+    struct event *ev_release; /* the rate allows the next held stanza */
 };
 
 struct router {
@@ -194,36 +202,13 @@ stanza_allowed(struct router *r, struct stanza *st, enum policy_dir dir, const c
     return false;
 }
 
-/* in -> local: the 'to' domain was checked hosted and 'from' authenticated by in.c.
- * is: the inbound stream it came on (rate limits pause it), NULL for XEP-0288 stanzas
- * that came back over an outbound stream. */
+/* Hands a checked inbound stanza to the local link of its 'to' domain. */
 static void
-router_inbound(struct router *r, struct stanza *st, struct insess *is)
+deliver_local(struct router *r, struct stanza *st)
 {
-    char to[DOMAIN_BUF], local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    char to[DOMAIN_BUF];
     const struct router_sink *sink = NULL;
-    uint64_t wait;
 
-    if (stanza_domains(st, true, local, remote) == 0) {
-        size_t bytes = stanza_wire_bytes(st);
-
-        if (!stanza_allowed(r, st, POLICY_IN, local, remote))
-            return;
-        /* Backpressure (policy.h): this stanza is paid for and goes on; the stream is
-         * not read again until the buckets are out of debt. */
-        wait = policy_rate(policy_facts_policy(r->conf->policy), r->lim, POLICY_IN, remote,
-                           is != NULL && is->address[0] != '\0' ? is->address : NULL, bytes,
-                           ratelimit_now());
-        if (wait > 0 && is != NULL) {
-            unsigned ms = (unsigned)((wait + 999999) / 1000000);
-
-            if (!in_read_paused(is->s))
-                s2s_stats.policy_paused++;
-            log_debug("router: rate limit remote=%s address=%s: reading paused for %u ms", remote,
-                      is->address, ms);
-            in_pause_read(is->s, ms);
-        }
-    }
     /* A stanza for a subdomain (conference.a.test) goes through its parent's link. */
     if (peerauth_jid_domain(stanza_attr(st, "to"), to, sizeof(to)) == 0)
         for (const char *d = to; d != NULL && sink == NULL; d = strchr(d + 1, '.'))
@@ -233,6 +218,86 @@ router_inbound(struct router *r, struct stanza *st, struct insess *is)
         router_bounce_to_remote(r, st, XMPP_STANZA_ERR_SERVICE_UNAVAILABLE,
                                 "the local server is unreachable");
     }
+}
+
+/*
+ * Counts st against the inbound rate of its remote domain and the stream's address. Over
+ * the limit (backpressure, policy.h): st is paid for and goes on, the stream is not read
+ * until the buckets are out of debt, and what was already read waits in is->held.
+ * Returns the wait in nanoseconds (0: none).
+ */
+static uint64_t
+inbound_rate(struct router *r, struct insess *is, const struct stanza *st)
+{
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    uint64_t wait;
+    unsigned ms;
+    struct timeval tv;
+
+    if (stanza_domains(st, true, local, remote) == -1)
+        return 0;
+    wait = policy_rate(policy_facts_policy(r->conf->policy), r->lim, POLICY_IN, remote,
+                       is != NULL && is->address[0] != '\0' ? is->address : NULL,
+                       stanza_wire_bytes(st), ratelimit_now());
+    if (wait == 0 || is == NULL)
+        return 0;
+    ms = (unsigned)((wait + 999999) / 1000000);
+    if (!in_read_paused(is->s))
+        s2s_stats.policy_paused++;
+    log_debug("router: rate limit remote=%s address=%s: reading paused for %u ms", remote,
+              is->address, ms);
+    in_pause_read(is->s, ms + 1);
+    tv.tv_sec = (time_t)(wait / 1000000000ULL);
+    tv.tv_usec = (suseconds_t)((wait % 1000000000ULL + 999) / 1000);
+    evtimer_add(is->ev_release, &tv);
+    return wait;
+}
+
+/* The rate allows more: stanzas that were read before the pause go on, one by one. */
+static void
+release_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct insess *is = arg;
+    struct held *h;
+
+    (void)fd;
+    (void)what;
+    while ((h = TAILQ_FIRST(&is->held)) != NULL) {
+        struct stanza *st = h->st;
+        uint64_t wait;
+
+        TAILQ_REMOVE(&is->held, h, entry);
+        free(h);
+        wait = inbound_rate(is->r, is, st);
+        deliver_local(is->r, st);
+        if (wait > 0)
+            return;
+    }
+}
+
+/* in -> local: the 'to' domain was checked hosted and 'from' authenticated by in.c.
+ * is: the inbound stream it came on (rate limits pause it), NULL for XEP-0288 stanzas
+ * that came back over an outbound stream. */
+static void
+router_inbound(struct router *r, struct stanza *st, struct insess *is)
+{
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+
+    if (stanza_domains(st, true, local, remote) == 0 &&
+        !stanza_allowed(r, st, POLICY_IN, local, remote))
+        return;
+    if (is != NULL && (!TAILQ_EMPTY(&is->held) || evtimer_pending(is->ev_release, NULL))) {
+        /* read before the pause took effect: it waits its turn (delivered late, not lost) */
+        struct held *h;
+
+        if ((h = calloc(1, sizeof(*h))) == NULL)
+            fatal("calloc");
+        h->st = st;
+        TAILQ_INSERT_TAIL(&is->held, h, entry);
+        return;
+    }
+    inbound_rate(r, is, st);
+    deliver_local(r, st);
 }
 
 void
@@ -470,6 +535,17 @@ in_closed(struct in_session *s, void *arg)
 
     (void)s;
     pool_bidi_remove(r->pool, is);
+    {
+        struct held *h;
+
+        /* accepted and checked: they go on even though the stream is gone */
+        while ((h = TAILQ_FIRST(&is->held)) != NULL) {
+            TAILQ_REMOVE(&is->held, h, entry);
+            deliver_local(r, h->st);
+            free(h);
+        }
+        event_free(is->ev_release);
+    }
     while ((ip = LIST_FIRST(&is->pairs)) != NULL) {
         LIST_REMOVE(ip, entry);
         free(ip);
@@ -532,6 +608,8 @@ on_accept(struct conn *c, bool direct, struct listen_slot *slot, void *arg)
     is->slot = slot;
     LIST_INIT(&is->waiters);
     LIST_INIT(&is->pairs);
+    TAILQ_INIT(&is->held);
+    is->ev_release = evtimer_new(r->base, release_cb, is);
     policy_facts_address(conn_peer(c), is->address, sizeof(is->address));
     LIST_INSERT_HEAD(&r->sessions, is, entry);
     r->nsessions++;
