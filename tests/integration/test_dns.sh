@@ -10,8 +10,8 @@ BINDIR=${S2S_BINDIR:-$SRCDIR/build}
 LIVE=$BINDIR/test_dns_live
 
 if ! command -v knotd >/dev/null || ! command -v keymgr >/dev/null; then
-    echo "knotd/keymgr not installed: skipping"
-    exit 0
+    echo "knotd/keymgr not installed (run scripts/deps)" >&2
+    exit 1
 fi
 [ -x "$LIVE" ] || { echo "missing $LIVE (build first)" >&2; exit 1; }
 
