@@ -409,6 +409,33 @@ db_error_cond(struct stanza *st)
     return dialback_cond_parse(c->name);
 }
 
+static enum dialback_state
+verdict_state(enum dialback_type type)
+{
+    return type == DIALBACK_TYPE_VALID     ? DIALBACK_STATE_VALID
+           : type == DIALBACK_TYPE_INVALID ? DIALBACK_STATE_INVALID
+                                           : DIALBACK_STATE_ERROR;
+}
+
+/* The answer for a pair added with out_add_pair() (XEP-0220 §2.1.1 on a stream that is
+ * up already: one connection carries several local domains). invalid condemns the
+ * stream (XEP-0220 §2.1.1: nothing more is sent on it). */
+static void
+handle_extra_pair(struct out_session *s, const struct dialback_attrs *a, enum dialback_type type,
+                  enum dialback_cond cond)
+{
+    if (dialback_pair_answer(s->pairs, a->to, a->from, verdict_state(type)) != DIALBACK_STEP_OK) {
+        log_info("out: unsolicited db:result answer local=%s remote=%s: dropped", a->to, a->from);
+        return;
+    }
+    log_info("out: pair local=%s remote=%s on the stream of %s: %s", a->to, a->from, s->local,
+             dialback_type_name(type));
+    if (s->cbs.pair_result != NULL)
+        s->cbs.pair_result(s, a->to, type, cond, s->cbs.arg);
+    if (type == DIALBACK_TYPE_INVALID)
+        out_close(s, "dialback key refused (invalid) for an added pair");
+}
+
 static void
 handle_db(struct out_session *s, struct stanza *st, bool is_verify)
 {
@@ -429,6 +456,10 @@ handle_db(struct out_session *s, struct stanza *st, bool is_verify)
             return;
         }
         s->cbs.verify_result(s, a.to, a.from, a.id, type, cond, s->cbs.arg);
+        return;
+    }
+    if (s->state == OUT_READY && strcmp(a.to, s->local) != 0) {
+        handle_extra_pair(s, &a, type, cond);
         return;
     }
     if (s->state != OUT_DIALBACK ||
@@ -766,6 +797,28 @@ out_send(struct out_session *s, struct stanza *st)
     }
     stanza_serialize_flags(st, conn_output(s->conn), STANZA_NS_SERVER, STANZA_SER_DB_DECLARED);
     stanza_free(st);
+    return 0;
+}
+
+int
+out_add_pair(struct out_session *s, const char *local)
+{
+    char key[DIALBACK_KEY_BUFSIZE];
+
+    if (s->state != OUT_READY || !s->opts.dialback || s->secret == NULL || s->peer_id[0] == '\0' ||
+        (!s->cert_valid && s->opts.level == CONF_SEC_SECURE) || strcmp(local, s->local) == 0)
+        return -1;
+    switch (dialback_pair_request(s->pairs, local, s->remote)) {
+    case DIALBACK_STEP_OK:
+        break;
+    case DIALBACK_STEP_DUPLICATE:
+        return 0; /* the answer to the first request serves both */
+    default:
+        return -1;
+    }
+    if (dialback_key_make(s->secret, s->remote, local, s->peer_id, key) == -1)
+        return -1;
+    send_db(s, "result", local, s->remote, NULL, key);
     return 0;
 }
 

@@ -66,6 +66,9 @@ struct out_cbs {
     void (*verify_result)(struct out_session *s, const char *local, const char *remote,
                           const char *id, enum dialback_type type, enum dialback_cond cond,
                           void *arg);
+    /* Answer for a pair added with out_add_pair() (optional). */
+    void (*pair_result)(struct out_session *s, const char *local, enum dialback_type type,
+                        enum dialback_cond cond, void *arg);
     /* Freed after this returns. */
     void (*closed)(struct out_session *s, void *arg);
     void *arg;
@@ -78,6 +81,13 @@ struct out_session *out_new(struct event_base *base, struct conn *c, const char 
 
 /* Serializes st onto the stream (READY only); takes st. -1 when not READY. */
 int out_send(struct out_session *s, struct stanza *st);
+/*
+ * Dialback pooling (XEP-0220 §2.1.1, "multiplexing"): asks the peer to accept another
+ * local domain on this READY stream; the answer comes through cbs->pair_result. -1 when
+ * the stream cannot do it (not READY, dialback off, a "secure" peer without a valid
+ * certificate, no stream id).
+ */
+int out_add_pair(struct out_session *s, const char *local);
 /* Queues a <db:verify/> (sent once TLS is up and the peer's features arrived). */
 int out_verify(struct out_session *s, const char *local, const char *remote, const char *id,
                const char *key);

@@ -78,6 +78,8 @@ struct route {
     struct connector *k;
     struct out_session *out;
     unsigned nouts;         /* out sessions alive for this route, closing ones included */
+    struct route *host;     /* pooling: the route whose stream this one rides on (not owned) */
+    bool no_pooling;        /* the host stream refused this pair: use a stream of our own */
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
 };
@@ -292,6 +294,11 @@ route_fail_ex(struct route *r, enum xmpp_stanza_error cond, const char *why, boo
     r->dnsreq = NULL;
     connector_cancel(r->k);
     r->k = NULL;
+    if (r->host != NULL) {
+        /* riding on another route's stream: leave that stream alone */
+        r->host = NULL;
+        r->out = NULL;
+    }
     if (r->out != NULL && close_out)
         out_close(r->out, why); /* its callbacks are ignored while FAILED */
     remote_failed(p, r->remote, cond, why);
@@ -312,14 +319,23 @@ route_fail(struct route *r, enum xmpp_stanza_error cond, const char *why)
     route_fail_ex(r, cond, why, true);
 }
 
+static void route_ready(struct route *r);
+
 static void
 o_ready(struct out_session *s, void *arg)
 {
     struct route *r = arg;
-    struct qitem *q;
 
     if (r->state == R_FAILED || s != r->out)
         return;
+    route_ready(r);
+}
+
+static void
+route_ready(struct route *r)
+{
+    struct qitem *q;
+
     route_set_state(r, R_READY);
     event_del(r->ev_queue);
     remote_succeeded(r->p, r->remote);
@@ -377,14 +393,58 @@ static void
 o_verify_result(struct out_session *s, const char *local, const char *remote, const char *id,
                 enum dialback_type type, enum dialback_cond cond, void *arg)
 {
-    struct route *r = arg;
+    struct route *r = arg, *rr;
     struct pool_verify *v;
 
-    (void)s;
-    TAILQ_FOREACH(v, &r->verifies, entry)
-    if (v->sent && !verify_answered(v) && strcmp(v->local, local) == 0 &&
-        strcmp(v->remote, remote) == 0 && strcmp(v->id, id) == 0)
-        verify_answer(v, type, cond);
+    /* The request may have come from a route riding on this stream. */
+    TAILQ_FOREACH(rr, &r->p->routes, entry)
+    {
+        if (rr != r && (rr->host != r || rr->out != s))
+            continue;
+        TAILQ_FOREACH(v, &rr->verifies, entry)
+        if (v->sent && !verify_answered(v) && strcmp(v->local, local) == 0 &&
+            strcmp(v->remote, remote) == 0 && strcmp(v->id, id) == 0)
+            verify_answer(v, type, cond);
+    }
+}
+
+/* A route riding on another's stream goes back to IDLE (the stream went away, or
+ * refused the pair, or the route is idle); it starts again if stanzas wait. */
+static void
+route_detach(struct route *r, bool restart)
+{
+    r->host = NULL;
+    r->out = NULL;
+    event_del(r->ev_idle);
+    route_set_state(r, R_IDLE);
+    fail_verifies(r, DIALBACK_ERR_REMOTE_CONNECTION_FAILED);
+    if (restart && r->qn > 0 && !r->p->shutting_down)
+        route_start(r);
+}
+
+static void
+o_pair_result(struct out_session *s, const char *local, enum dialback_type type,
+              enum dialback_cond cond, void *arg)
+{
+    struct route *h = arg, *r;
+
+    (void)cond;
+    TAILQ_FOREACH(r, &h->p->routes, entry)
+    if (r->host == h && r->out == s && strcmp(r->local, local) == 0)
+        break;
+    if (r == NULL || r->state != R_NEGOTIATING)
+        return;
+    if (type == DIALBACK_TYPE_VALID) {
+        log_info("pool: route local=%s remote=%s rides on the stream of %s", r->local, r->remote,
+                 h->local);
+        route_ready(r);
+        return;
+    }
+    /* Refused on this stream: try a stream of our own (the peer may want SASL or a
+     * separate connection per domain). */
+    r->no_pooling = true;
+    route_detach(r, true);
+    route_maybe_free(r);
 }
 
 static void
@@ -392,8 +452,17 @@ o_closed(struct out_session *s, void *arg)
 {
     struct route *r = arg;
 
+    struct route *rr, *next;
+
     r->nouts--;
     r->p->nstreams--;
+    for (rr = TAILQ_FIRST(&r->p->routes); rr != NULL; rr = next) {
+        next = TAILQ_NEXT(rr, entry);
+        if (rr->host == r && rr->out == s) {
+            route_detach(rr, true);
+            route_maybe_free(rr);
+        }
+    }
     if (s != r->out) {
         /* a stream given up for the next target */
         route_maybe_free(r);
@@ -411,7 +480,8 @@ o_closed(struct out_session *s, void *arg)
     route_maybe_free(r);
 }
 
-static const struct out_cbs ocbs = {o_ready, o_failed, o_verify_result, o_closed, NULL};
+static const struct out_cbs ocbs = {o_ready,       o_failed, o_verify_result,
+                                    o_pair_result, o_closed, NULL};
 
 static void
 out_opts_fill(struct route *r, const struct dns_target *t, struct out_opts *o)
@@ -488,6 +558,27 @@ dns_cb(struct dns_targets *t, void *arg)
                            r);
 }
 
+/* XEP-0220 pooling: a READY stream of ours to the same remote domain carries this pair
+ * too, if the peer accepts it by dialback. */
+static bool
+route_try_pooling(struct route *r)
+{
+    struct route *h;
+
+    if (r->no_pooling || !r->p->conf->dialback.enabled)
+        return false;
+    TAILQ_FOREACH(h, &r->p->routes, entry)
+    if (h != r && h->host == NULL && h->state == R_READY && h->out != NULL &&
+        strcmp(h->remote, r->remote) == 0 && out_add_pair(h->out, r->local) == 0) {
+        r->host = h;
+        r->out = h->out;
+        route_set_state(r, R_NEGOTIATING);
+        send_verifies(r);
+        return true;
+    }
+    return false;
+}
+
 static void
 route_start(struct route *r)
 {
@@ -496,11 +587,13 @@ route_start(struct route *r)
 
     if (r->state != R_IDLE)
         return;
-    route_set_state(r, R_RESOLVING);
     if (r->qn > 0) {
         tv = tv_of(p->conf->timeouts.queue);
         evtimer_add(r->ev_queue, &tv);
     }
+    if (route_try_pooling(r))
+        return;
+    route_set_state(r, R_RESOLVING);
     r->dnsreq = p->dns.resolve(p->dns.ctx, r->remote, dns_cb, r);
     if (r->dnsreq == NULL)
         route_fail(r, XMPP_STANZA_ERR_REMOTE_SERVER_NOT_FOUND, "DNS: invalid domain");
@@ -521,6 +614,11 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (r->host != NULL) {
+        route_detach(r, false);
+        route_maybe_free(r);
+        return;
+    }
     if (r->out != NULL)
         out_close(r->out, "route idle");
 }
@@ -562,6 +660,11 @@ route_get(struct pool *p, const char *local, const char *remote)
 static void
 route_maybe_free(struct route *r)
 {
+    struct route *rr;
+
+    TAILQ_FOREACH(rr, &r->p->routes, entry)
+    if (rr->host == r)
+        return;
     if (r->state != R_IDLE || r->out != NULL || r->nouts > 0 || r->k != NULL || r->dnsreq != NULL ||
         r->qn > 0 || !TAILQ_EMPTY(&r->verifies))
         return;

@@ -17,9 +17,13 @@
  *     to backoff_max. While it runs, new stanzas for that domain bounce at once with the
  *     same condition. Success clears it.
  *   - A READY route whose stream carried nothing for timeouts.route_idle is closed.
- *   - Not done: several local domains over one connection (dialback pooling) — each pair
- *     gets its own stream; XEP-0288 bidi; trying the next DNS target after a TLS or
- *     authentication failure (the connector only falls back on connect failures).
+ *   - Pooling (XEP-0220 multiplexing): a route that starts while a READY stream of ours
+ *     to the same remote domain exists asks that stream to carry its pair too (one more
+ *     <db:result/>); if the peer refuses, the route opens a stream of its own. When the
+ *     shared stream closes, every route on it goes IDLE (and restarts if stanzas wait).
+ *   - A stream that fails TLS, authentication or the stream itself gives way to the next
+ *     DNS target before the route fails.
+ *   - Not done: XEP-0288 bidi.
  *
  * Dialback receiving role: pool_dialback_verify() sends <db:verify/> on the route
  * (local, remote), starting it when needed; identical requests (same pair, id and key)

@@ -524,6 +524,40 @@ test_two_routes_one_remote(void **state)
     assert_true(pool_route_ready(pool, "a2.test", "b.test"));
 }
 
+static bool
+rider_gone(void *arg)
+{
+    (void)arg;
+    return !pool_route_ready(pool, "a2.test", "b.test");
+}
+
+/* XEP-0220 pooling: once (a.test, b.test) is up, (a2.test, b.test) rides on its stream
+ * (one more db:result, no new connection, no DNS query). */
+static void
+test_pooling_second_local_domain(void **state)
+{
+    (void)state;
+    pool_send(pool, "a.test", "b.test", msg("u@a.test", "v@b.test", "p1"));
+    wait_delivered(1);
+    pool_send(pool, "a2.test", "b.test", msg("u@a2.test", "v@b.test", "p2"));
+    pool_send(pool, "a2.test", "b.test", msg("u@a2.test", "v@b.test", "p3"));
+    wait_delivered(3);
+    assert_string_equal(ev.got_ids[1], "p2");
+    assert_string_equal(ev.got_ids[2], "p3");
+    assert_int_equal(pool_streams(pool), 1);
+    assert_int_equal(ev.dns_queries, 1);
+    assert_int_equal(nins, 1);
+    assert_true(pool_route_ready(pool, "a2.test", "b.test"));
+    /* The shared stream goes away: both routes go idle and come back on demand. */
+    in_close(ins[0], -1, "test: peer closes");
+    assert_true(xp_run_until(base, rider_gone, NULL, 10));
+    assert_false(pool_route_ready(pool, "a.test", "b.test"));
+    pool_send(pool, "a2.test", "b.test", msg("u@a2.test", "v@b.test", "p4"));
+    wait_delivered(4);
+    assert_string_equal(ev.got_ids[3], "p4");
+    assert_int_equal(ev.bounces, 0);
+}
+
 static void
 on_verdict(enum dialback_type type, enum dialback_cond cond, void *arg)
 {
@@ -583,6 +617,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_silent_remote_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_doubling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_routes_one_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pooling_second_local_domain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialback_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_target_after_stream_failure, setup, teardown),
     };
