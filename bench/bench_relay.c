@@ -1,0 +1,516 @@
+/*
+ * bench_relay: the remote servers' side of the relay benchmark (bench/README.md "Relay").
+ *
+ * Opens S server-to-server streams to ADDR:PORT as remote domains (RFC 6120: header,
+ * STARTTLS, TLS with a client certificate, SASL EXTERNAL per XEP-0178, stream restart)
+ * and sends <message/> stanzas of a given size to a JID of the receiving domain, round
+ * robin over the streams, each with "SEQ TS " at the start of its body (TS: CLOCK_MONOTONIC
+ * ns when the stanza was handed to the socket). bench_sink counts them on the other side
+ * of the relay and keeps the latency histogram in the shared file (-m).
+ *
+ * Modes:
+ *   full speed (-r 0): at most -w stanzas in flight (sent, not yet counted by the sink);
+ *   fixed rate (-r N): N stanzas/s on a schedule, latency meaningful;
+ *   idle (-I): authenticate the streams, print "ready", hold them until stdin closes;
+ *   plain (-P): no TLS, no SASL: header, then stanzas (through the TCP relay floor).
+ *
+ * Written directly on OpenSSL and poll(2) rather than on the engine's conn/tls layers:
+ * the load generator must not share the code (or the bugs) it measures.
+ *
+ * Prints one line: "result key=value ..." (stanzas/s, MB/s, latency percentiles).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include "bench/relay/shm.h"
+
+#define OUT_CAP   (64 * 1024)
+#define WRITE_MAX (16 * 1024)
+#define HS_BUF    (32 * 1024)
+
+struct gstream {
+    int fd;
+    SSL *ssl;
+    char from[128];
+    char *out;
+    size_t off, len;
+    bool want_write;
+};
+
+static const char *stream_ns = "http://etherx.jabber.org/streams";
+static struct gstream *streams;
+static int nstreams = 1;
+static bool plain;
+static const char *to_domain = "a.test";
+static const char *to_jid = "user@a.test";
+static const char *from_fmt = "r%d.test";
+static int from_count = 0; /* 0: as many domains as streams */
+static size_t stanza_size = 200;
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void
+die(const char *what, struct gstream *s, const char *buf)
+{
+    fprintf(stderr, "bench_relay: %s%s%s%s%s\n", what, s ? " (stream from " : "", s ? s->from : "",
+            s ? ")" : "", buf ? buf : "");
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+/* Blocking I/O for the handshake phase. */
+static void
+hs_write(struct gstream *s, const char *text)
+{
+    size_t len = strlen(text), off = 0;
+
+    while (off < len) {
+        int n = s->ssl ? SSL_write(s->ssl, text + off, (int)(len - off))
+                       : (int)write(s->fd, text + off, len - off);
+        if (n <= 0)
+            die("write failed", s, NULL);
+        off += (size_t)n;
+    }
+}
+
+/* Reads until one of the tokens (NULL-terminated list) is seen; returns its index. */
+static int
+hs_expect(struct gstream *s, const char *const *tokens)
+{
+    static char buf[HS_BUF];
+    size_t len = 0;
+
+    for (;;) {
+        for (int i = 0; tokens[i] != NULL; i++)
+            if (strstr(buf, tokens[i]) != NULL && len > 0)
+                return i;
+        if (strstr(buf, "<stream:error") != NULL || strstr(buf, "<failure") != NULL)
+            die("refused: ", s, buf);
+        if (len + 1 >= sizeof(buf))
+            die("handshake overflow: ", s, buf);
+        int n = s->ssl ? SSL_read(s->ssl, buf + len, (int)(sizeof(buf) - 1 - len))
+                       : (int)read(s->fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            buf[len] = '\0';
+            die("closed during handshake: ", s, buf);
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+}
+
+static void
+send_header(struct gstream *s)
+{
+    char hdr[512];
+
+    snprintf(hdr, sizeof(hdr),
+             "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='%s' "
+             "xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+             stream_ns, s->from, to_domain);
+    hs_write(s, hdr);
+}
+
+static int
+parse_addr(const char *str, struct sockaddr_in *sin)
+{
+    char host[64];
+    const char *colon = strrchr(str, ':');
+
+    if (colon == NULL || (size_t)(colon - str) >= sizeof(host))
+        return -1;
+    memcpy(host, str, (size_t)(colon - str));
+    host[colon - str] = '\0';
+    memset(sin, 0, sizeof(*sin));
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)atoi(colon + 1));
+    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
+}
+
+static void
+stream_open(struct gstream *s, const struct sockaddr_in *sin, SSL_CTX *ctx)
+{
+    static const char *const features[] = {"</stream:features>", "<stream:features/>", NULL};
+    static const char *const proceed[] = {"<proceed", NULL};
+    static const char *const success[] = {"<success", NULL};
+    static const char *const header[] = {"<stream:stream", NULL};
+    int one = 1;
+    char auth[512];
+    unsigned char b64[256];
+
+    if ((s->fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+        connect(s->fd, (const struct sockaddr *)sin, sizeof(*sin)) == -1)
+        die("connect failed", s, strerror(errno));
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    send_header(s);
+    if (plain) {
+        hs_expect(s, header);
+        return;
+    }
+    hs_expect(s, features);
+    hs_write(s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    hs_expect(s, proceed);
+    s->ssl = SSL_new(ctx);
+    SSL_set_fd(s->ssl, s->fd);
+    SSL_set_tlsext_host_name(s->ssl, to_domain);
+    SSL_set1_host(s->ssl, to_domain);
+    if (SSL_connect(s->ssl) != 1)
+        die("TLS handshake failed", s, NULL);
+    send_header(s);
+    if (hs_expect(s, features) != 0)
+        die("no SASL offered after TLS", s, NULL);
+    /* XEP-0178 §3: the authzid is our domain, base64 */
+    EVP_EncodeBlock(b64, (const unsigned char *)s->from, (int)strlen(s->from));
+    snprintf(auth, sizeof(auth),
+             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>%s</auth>", b64);
+    hs_write(s, auth);
+    hs_expect(s, success);
+    send_header(s); /* RFC 6120 §6.4.6: restart after SASL success */
+    hs_expect(s, features);
+}
+
+/* One stanza at the end of s->out: exactly stanza_size bytes when the size allows. */
+static void
+add_stanza(struct gstream *s, uint64_t seq, uint64_t ts)
+{
+    char *p = s->out + s->len;
+    int n =
+        snprintf(p, OUT_CAP - s->len,
+                 "<message from='u@%s/b' to='%s' id='m%llu' type='chat'><body>%llu %llu ", s->from,
+                 to_jid, (unsigned long long)seq, (unsigned long long)seq, (unsigned long long)ts);
+    static const char tail[] = "</body></message>";
+    size_t pad = stanza_size > (size_t)n + sizeof(tail) - 1
+                     ? stanza_size - (size_t)n - (sizeof(tail) - 1)
+                     : 0;
+
+    memset(p + n, 'x', pad);
+    memcpy(p + n + pad, tail, sizeof(tail) - 1);
+    s->len += (size_t)n + pad + sizeof(tail) - 1;
+}
+
+static void
+stream_flush(struct gstream *s)
+{
+    s->want_write = false;
+    while (s->off < s->len) {
+        size_t chunk = s->len - s->off < WRITE_MAX ? s->len - s->off : WRITE_MAX;
+        int n;
+
+        if (s->ssl) {
+            n = SSL_write(s->ssl, s->out + s->off, (int)chunk);
+            if (n <= 0) {
+                int err = SSL_get_error(s->ssl, n);
+
+                if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+                    s->want_write = true;
+                    return;
+                }
+                die("TLS write failed", s, NULL);
+            }
+        } else {
+            n = (int)write(s->fd, s->out + s->off, chunk);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) {
+                    s->want_write = true;
+                    return;
+                }
+                die("write failed", s, strerror(errno));
+            }
+        }
+        s->off += (size_t)n;
+    }
+    s->off = s->len = 0;
+}
+
+/* Whatever the relay sends us now (keepalives) is read and dropped; errors end the run. */
+static void
+stream_drain(struct gstream *s)
+{
+    char buf[16384];
+
+    for (;;) {
+        int n = s->ssl ? SSL_read(s->ssl, buf, sizeof(buf) - 1)
+                       : (int)read(s->fd, buf, sizeof(buf) - 1);
+        if (n > 0) {
+            buf[n] = '\0';
+            if (strstr(buf, "<stream:error") != NULL || strstr(buf, "</stream:stream>") != NULL)
+                die("the relay closed the stream: ", s, buf);
+            continue;
+        }
+        if (s->ssl) {
+            int err = SSL_get_error(s->ssl, n);
+
+            if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+                return;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        die("the relay closed the connection", s, NULL);
+    }
+}
+
+static uint64_t
+shm_count(const struct relay_shm *shm)
+{
+    return __atomic_load_n(&shm->stanzas, __ATOMIC_ACQUIRE);
+}
+
+static double
+percentile(const uint64_t *hist, uint64_t total, double q)
+{
+    uint64_t want = (uint64_t)(q * (double)total), acc = 0;
+
+    for (size_t i = 0; i <= RELAY_HIST_US; i++) {
+        acc += hist[i];
+        if (acc > want)
+            return (double)i + 0.5;
+    }
+    return (double)RELAY_HIST_US;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_relay -a ADDR:PORT -m SHMFILE [-S streams] [-n stanzas] [-r rate/s]\n"
+            "       [-s bytes] [-w window] [-t to-domain] [-u to-jid] [-f from-format]\n"
+            "       [-F distinct-from-domains] [-C cert -K key -A cafile] [-P] [-I]\n");
+    exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *addr = NULL, *shmfile = NULL, *cert = NULL, *key = NULL, *cafile = NULL;
+    uint64_t total = 100000, window = 2000;
+    double rate = 0;
+    bool idle = false;
+    int ch, fd;
+    struct sockaddr_in sin;
+    SSL_CTX *ctx = NULL;
+
+    while ((ch = getopt(argc, argv, "a:m:S:n:r:s:w:t:u:f:F:C:K:A:PI")) != -1) {
+        switch (ch) {
+        case 'a':
+            addr = optarg;
+            break;
+        case 'm':
+            shmfile = optarg;
+            break;
+        case 'S':
+            nstreams = atoi(optarg);
+            break;
+        case 'n':
+            total = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
+        case 's':
+            stanza_size = (size_t)atoi(optarg);
+            break;
+        case 'w':
+            window = strtoull(optarg, NULL, 10);
+            break;
+        case 't':
+            to_domain = optarg;
+            break;
+        case 'u':
+            to_jid = optarg;
+            break;
+        case 'f':
+            from_fmt = optarg;
+            break;
+        case 'F':
+            from_count = atoi(optarg);
+            break;
+        case 'C':
+            cert = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
+        case 'A':
+            cafile = optarg;
+            break;
+        case 'P':
+            plain = true;
+            break;
+        case 'I':
+            idle = true;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (addr == NULL || (shmfile == NULL && !idle) || nstreams < 1 || parse_addr(addr, &sin))
+        usage();
+    if (stanza_size > 4096)
+        stanza_size = 4096;
+    signal(SIGPIPE, SIG_IGN);
+    if (!plain) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if (cafile == NULL || cert == NULL || key == NULL ||
+            SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1 ||
+            SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+            die("TLS needs -A, -C and -K (loadable)", NULL, NULL);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+
+    streams = calloc((size_t)nstreams, sizeof(*streams));
+    uint64_t t_hs = now_ns();
+
+    for (int i = 0; i < nstreams; i++) {
+        struct gstream *s = &streams[i];
+        int dom = from_count > 0 ? i % from_count : i;
+
+        snprintf(s->from, sizeof(s->from), from_fmt, dom + 1);
+        s->out = malloc(OUT_CAP);
+        stream_open(s, &sin, ctx);
+        fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+    }
+    double hs_secs = (double)(now_ns() - t_hs) / 1e9;
+
+    if (idle) {
+        char c;
+
+        printf("ready streams=%d handshake_s=%.2f\n", nstreams, hs_secs);
+        fflush(stdout);
+        while (read(0, &c, 1) > 0)
+            ;
+        return 0;
+    }
+
+    if ((fd = open(shmfile, O_RDWR)) == -1)
+        die("cannot open the sink's file", NULL, shmfile);
+    struct relay_shm *shm = mmap(NULL, sizeof(*shm), PROT_READ, MAP_SHARED, fd, 0);
+
+    if (shm == MAP_FAILED || shm->magic != RELAY_SHM_MAGIC)
+        die("bad shared file", NULL, shmfile);
+    close(fd);
+    static uint64_t hist0[RELAY_HIST_US + 1];
+
+    memcpy(hist0, shm->hist, sizeof(hist0));
+    uint64_t count0 = shm_count(shm), bytes0 = shm->bytes, bad0 = shm->bad;
+    uint64_t sent = 0, t0 = now_ns();
+    struct pollfd *pfd = calloc((size_t)nstreams, sizeof(*pfd));
+
+    while (sent < total) {
+        uint64_t now = now_ns();
+        uint64_t due;
+
+        if (rate > 0) {
+            due = (uint64_t)((double)(now - t0) * rate / 1e9) + 1;
+        } else {
+            due = shm_count(shm) - count0 + window;
+        }
+        if (due > total)
+            due = total;
+        while (sent < due) {
+            struct gstream *s = &streams[sent % (uint64_t)nstreams];
+
+            if (s->len + stanza_size + 256 > OUT_CAP)
+                break;
+            add_stanza(s, sent, now);
+            sent++;
+        }
+        int waiting = 0;
+
+        for (int i = 0; i < nstreams; i++) {
+            if (streams[i].len > streams[i].off)
+                stream_flush(&streams[i]);
+            pfd[i] = (struct pollfd){.fd = streams[i].fd,
+                                     .events = POLLIN | (streams[i].want_write ? POLLOUT : 0)};
+            waiting += streams[i].want_write;
+        }
+        /* wait: for the socket (backpressure), the schedule, or the sink's window */
+        struct timespec ts = {0, 50000};
+
+        if (rate > 0 && !waiting) {
+            uint64_t next = t0 + (uint64_t)((double)sent * 1e9 / rate);
+
+            now = now_ns();
+            ts.tv_nsec = next > now ? (long)(next - now) : 0;
+            if (ts.tv_nsec > 999999999)
+                ts = (struct timespec){1, 0};
+        }
+        if (rate > 0 || waiting || sent - (shm_count(shm) - count0) >= window) {
+            if (ppoll(pfd, (nfds_t)nstreams, &ts, NULL) > 0)
+                for (int i = 0; i < nstreams; i++)
+                    if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                        stream_drain(&streams[i]);
+        }
+    }
+    for (int i = 0; i < nstreams; i++)
+        while (streams[i].len > streams[i].off) {
+            stream_flush(&streams[i]);
+            if (streams[i].want_write) {
+                struct pollfd p = {.fd = streams[i].fd, .events = POLLOUT | POLLIN};
+
+                poll(&p, 1, 100);
+                if (p.revents & POLLIN)
+                    stream_drain(&streams[i]);
+            }
+        }
+    uint64_t t_sent = now_ns();
+    /* the rest arrives: wait up to 20 s without progress */
+    uint64_t last = shm_count(shm), t_last = now_ns();
+
+    while (shm_count(shm) - count0 < total) {
+        struct timespec ts = {0, 1000000};
+
+        nanosleep(&ts, NULL);
+        if (shm_count(shm) != last) {
+            last = shm_count(shm);
+            t_last = now_ns();
+        } else if (now_ns() - t_last > 20000000000ULL) {
+            break;
+        }
+    }
+    uint64_t got = shm_count(shm) - count0;
+    uint64_t t_end = got ? shm->last_ns : t_sent;
+    double secs = (double)(t_end - t0) / 1e9;
+    uint64_t lat_n = got - (shm->bad - bad0);
+    static uint64_t hist[RELAY_HIST_US + 1];
+
+    double lat_max = 0;
+
+    for (size_t i = 0; i <= RELAY_HIST_US; i++)
+        if ((hist[i] = shm->hist[i] - hist0[i]) != 0)
+            lat_max = (double)i + 1;
+    printf("result mode=%s streams=%d size=%zu rate=%.0f sent=%llu received=%llu bad=%llu "
+           "secs=%.3f stanzas_per_s=%.0f mb_per_s=%.2f lat_p50_us=%.1f lat_p99_us=%.1f "
+           "lat_p999_us=%.1f lat_max_us=%.1f handshake_s=%.2f\n",
+           plain ? "plain" : "tls", nstreams, stanza_size, rate, (unsigned long long)sent,
+           (unsigned long long)got, (unsigned long long)(shm->bad - bad0), secs, (double)got / secs,
+           (double)(shm->bytes - bytes0) / secs / 1e6, percentile(hist, lat_n, 0.50),
+           percentile(hist, lat_n, 0.99), percentile(hist, lat_n, 0.999), lat_max, hs_secs);
+    return got == total ? 0 : 1;
+}
