@@ -16,6 +16,7 @@
 #include "s2s/conf.h"
 #include "s2s/daemon.h"
 #include "s2s/dnsconf.h"
+#include "s2s/local.h"
 #include "s2s/log.h"
 #include "s2s/pool.h"
 #include "s2s/router.h"
@@ -92,7 +93,108 @@ struct federation {
     struct dnsconf dc;
     struct dns_resolver *res;
     struct router *router;
+    struct local **locals; /* one per host with a component link, NULL entries otherwise */
+    size_t nlocals;
 };
+
+/* local -> router: a stanza from the local server for a remote domain. */
+static void
+link_stanza_take(void *arg, struct local *l, struct stanza *st)
+{
+    struct federation *f = arg;
+
+    (void)l;
+    router_outbound(f->router, st);
+}
+
+/* local -> router: a stanza from a remote sender the local server never got. */
+static void
+link_bounce_take(void *arg, struct local *l, struct stanza *st, enum xmpp_stanza_error cond,
+                 const char *why)
+{
+    struct federation *f = arg;
+
+    (void)l;
+    router_bounce_to_remote(f->router, st, cond, why);
+}
+
+static void
+link_state(void *arg, struct local *l, bool up)
+{
+    (void)arg;
+    log_info("local link for %s is %s", local_domain(l), up ? "up" : "down");
+}
+
+static int
+link_send(void *ctx, struct stanza *st)
+{
+    return local_send(ctx, st);
+}
+
+/* The component links of the hosts that have one (hosts[].component). */
+static void
+links_start(struct federation *f, const struct conf *conf)
+{
+    static const struct local_cbs cbs_tmpl = {link_stanza_take, link_bounce_take, link_state, NULL};
+
+    if ((f->locals = calloc(conf->nhosts, sizeof(*f->locals))) == NULL)
+        fatal("calloc");
+    f->nlocals = conf->nhosts;
+    for (size_t i = 0; i < conf->nhosts; i++) {
+        const struct conf_host *h = &conf->hosts[i];
+        const struct conf_component *cc = h->component;
+        struct local_options lo = {0};
+        struct local_cbs cbs = cbs_tmpl;
+        struct router_sink sink;
+
+        if (cc == NULL) {
+            log_warn("host %s has no component link: stanzas for it will bounce", h->domain);
+            continue;
+        }
+        lo.name = cc->name;
+        lo.domain = h->domain;
+        lo.host = cc->host;
+        lo.port = cc->port;
+        lo.secret = cc->secret;
+        lo.connect_timeout = conf->timeouts.connect;
+        lo.handshake_timeout = conf->timeouts.tls_handshake;
+        lo.queue_stanzas = conf->limits.queue_stanzas;
+        lo.queue_bytes = conf->limits.queue_bytes;
+        lo.queue_max_wait = conf->timeouts.queue;
+        lo.limits.max_stanza_bytes = conf->limits.stanza_bytes;
+        lo.limits.max_depth = conf->limits.xml_depth;
+        lo.limits.max_attrs = conf->limits.xml_attributes;
+        lo.limits.max_header_bytes = conf->limits.stream_header_bytes;
+        cbs.arg = f;
+        if ((f->locals[i] = local_new(daemon_base(f->d), &lo, &cbs)) == NULL)
+            fatalx("host %s: cannot set up the component link", h->domain);
+        sink.send = link_send;
+        sink.ctx = f->locals[i];
+        router_set_sink(f->router, h->domain, &sink);
+    }
+}
+
+static void
+links_stop(struct federation *f)
+{
+    const struct router_sink none = {NULL, NULL};
+
+    for (size_t i = 0; i < f->nlocals; i++) {
+        if (f->locals[i] == NULL)
+            continue;
+        router_set_sink(f->router, local_domain(f->locals[i]), &none);
+        local_free(f->locals[i]);
+        f->locals[i] = NULL;
+    }
+}
+
+/* Last phase: the links close after the sessions, so bounces still reach them. */
+static void
+fed_links_shutdown(struct daemon *d, void *arg)
+{
+    (void)d;
+    links_stop(arg);
+}
 
 static void
 fed_closed(void *arg)
@@ -139,7 +241,9 @@ federation_start(struct federation *f, struct daemon *d, char *err, size_t errle
     dns = pool_dns_resolver(f->res, conf->dns.backend == CONF_DNS_UNBOUND ? DNS_TARGETS_TLSA : 0);
     if ((f->router = router_new(daemon_base(d), conf, daemon_tls(d), &dns, err, errlen)) == NULL)
         return -1;
+    links_start(f, conf);
     daemon_on_shutdown(d, DAEMON_PHASE_SESSIONS, fed_shutdown, f);
+    daemon_on_shutdown(d, DAEMON_PHASE_LINKS, fed_links_shutdown, f);
     daemon_on_reload(d, fed_reload, f);
     return 0;
 }
@@ -147,6 +251,9 @@ federation_start(struct federation *f, struct daemon *d, char *err, size_t errle
 static void
 federation_stop(struct federation *f)
 {
+    if (f->router != NULL)
+        links_stop(f);
+    free(f->locals);
     router_free(f->router);
     if (f->res != NULL)
         dns_resolver_free(f->res);

@@ -698,8 +698,11 @@ conn_event_cb(struct conn *c, enum conn_event ev, const char *reason, void *arg)
     case CONN_EV_TLS_UP:
         tls_up(s);
         return;
-    case CONN_EV_CONNECTED:
     case CONN_EV_DRAINED:
+        if (s->state == OUT_READY && s->cbs.drained != NULL)
+            s->cbs.drained(s, s->cbs.arg);
+        return;
+    case CONN_EV_CONNECTED:
         return;
     case CONN_EV_TIMEOUT_IDLE:
         if (s->state == OUT_READY)

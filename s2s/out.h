@@ -66,6 +66,8 @@ struct out_cbs {
     void (*verify_result)(struct out_session *s, const char *local, const char *remote,
                           const char *id, enum dialback_type type, enum dialback_cond cond,
                           void *arg);
+    /* The output fell back under its low-water mark after out_output_full() (optional). */
+    void (*drained)(struct out_session *s, void *arg);
     /* Answer for a pair added with out_add_pair() (optional). */
     void (*pair_result)(struct out_session *s, const char *local, enum dialback_type type,
                         enum dialback_cond cond, void *arg);

@@ -321,6 +321,40 @@ route_fail(struct route *r, enum xmpp_stanza_error cond, const char *why)
 
 static void route_ready(struct route *r);
 
+/* Writes queued stanzas while the stream takes them; what is left waits for DRAINED
+ * (the queue stays bounded and its timer runs: a peer that stops reading for
+ * timeouts.queue fails the route). */
+static void
+route_flush(struct route *r)
+{
+    struct qitem *q;
+
+    while ((q = TAILQ_FIRST(&r->queue)) != NULL && !out_output_full(r->out)) {
+        TAILQ_REMOVE(&r->queue, q, entry);
+        r->qn--;
+        r->qbytes -= q->bytes;
+        if (out_send(r->out, q->st) == 0)
+            s2s_stats.out_delivered++;
+        free(q);
+    }
+    if (r->qn == 0)
+        event_del(r->ev_queue);
+    else if (!evtimer_pending(r->ev_queue, NULL)) {
+        struct timeval tv = tv_of(r->p->conf->timeouts.queue);
+        evtimer_add(r->ev_queue, &tv);
+    }
+}
+
+static void
+o_drained(struct out_session *s, void *arg)
+{
+    struct route *h = arg, *r;
+
+    TAILQ_FOREACH(r, &h->p->routes, entry)
+    if (r->out == s && r->state == R_READY)
+        route_flush(r);
+}
+
 static void
 o_ready(struct out_session *s, void *arg)
 {
@@ -334,19 +368,10 @@ o_ready(struct out_session *s, void *arg)
 static void
 route_ready(struct route *r)
 {
-    struct qitem *q;
-
     route_set_state(r, R_READY);
     event_del(r->ev_queue);
     remote_succeeded(r->p, r->remote);
-    while ((q = TAILQ_FIRST(&r->queue)) != NULL) {
-        TAILQ_REMOVE(&r->queue, q, entry);
-        r->qn--;
-        r->qbytes -= q->bytes;
-        if (out_send(r->out, q->st) == 0)
-            s2s_stats.out_delivered++;
-        free(q);
-    }
+    route_flush(r);
     {
         struct timeval tv = tv_of(r->p->conf->timeouts.route_idle);
         evtimer_add(r->ev_idle, &tv);
@@ -480,8 +505,14 @@ o_closed(struct out_session *s, void *arg)
     route_maybe_free(r);
 }
 
-static const struct out_cbs ocbs = {o_ready,       o_failed, o_verify_result,
-                                    o_pair_result, o_closed, NULL};
+static const struct out_cbs ocbs = {
+    .ready = o_ready,
+    .failed = o_failed,
+    .verify_result = o_verify_result,
+    .drained = o_drained,
+    .pair_result = o_pair_result,
+    .closed = o_closed,
+};
 
 static void
 out_opts_fill(struct route *r, const struct dns_target *t, struct out_opts *o)
@@ -689,7 +720,7 @@ pool_send(struct pool *p, const char *local, const char *remote, struct stanza *
         return;
     }
     r = route_find(p, local, remote);
-    if (r != NULL && r->state == R_READY) {
+    if (r != NULL && r->state == R_READY && r->qn == 0 && !out_output_full(r->out)) {
         struct timeval tv = tv_of(c->timeouts.route_idle);
 
         if (out_send(r->out, st) == 0)

@@ -67,7 +67,7 @@ sink_find(struct router *r, const char *domain)
 
     LIST_FOREACH(e, &r->sinks, entry)
     if (strcmp(e->domain, domain) == 0)
-        return &e->sink;
+        return e->sink.send != NULL ? &e->sink : NULL;
     return NULL;
 }
 
@@ -161,12 +161,20 @@ pool_bounce_take(struct stanza *st, void *arg)
 
 /* --- inbound sessions ------------------------------------------------------------------ */
 
+/* A hosted domain, or a subdomain of one: the local server's components (MUC at
+ * conference.a.test) are reached through the hosted domain's link. */
 static bool
 in_hosted(const char *domain, void *arg)
 {
     struct insess *is = arg;
 
-    return conf_host_find(is->r->conf, domain) != NULL;
+    for (const char *d = domain; d != NULL; d = strchr(d, '.')) {
+        if (*d == '.')
+            d++;
+        if (conf_host_find(is->r->conf, d) != NULL)
+            return true;
+    }
+    return false;
 }
 
 static enum conf_sec_level

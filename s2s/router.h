@@ -42,6 +42,7 @@ struct router *router_new(struct event_base *base, const struct conf *conf, stru
                           const struct pool_dns *dns, char *err, size_t errlen);
 /* After a reload: new sessions and routes use the new configuration and TLS context. */
 void router_reconfigure(struct router *r, const struct conf *conf, struct tls_ctx *tls);
+/* A sink whose send is NULL removes the domain's sink (its stanzas then bounce). */
 void router_set_sink(struct router *r, const char *domain, const struct router_sink *sink);
 
 /* A stanza from the local server for a remote domain (checked by the local link). */

@@ -95,7 +95,7 @@ o_closed(struct out_session *s, void *arg)
     out = NULL;
 }
 
-static const struct out_cbs ocbs = {o_ready, o_failed, o_verify_result, NULL, o_closed, NULL};
+static const struct out_cbs ocbs = {o_ready, o_failed, o_verify_result, NULL, NULL, o_closed, NULL};
 
 static struct out_opts
 oopts(struct tls_ctx *ctx)

@@ -524,6 +524,37 @@ test_two_routes_one_remote(void **state)
     assert_true(pool_route_ready(pool, "a2.test", "b.test"));
 }
 
+/* Backpressure: stanzas beyond the stream's write mark wait in the route's queue (still
+ * bounded) instead of piling up in the connection, and leave in order once it drains. */
+static void
+test_backpressure_queues_in_order(void **state)
+{
+    static char body[32 * 1024];
+    char id[16];
+    bool queued = false;
+
+    (void)state;
+    memset(body, 'x', sizeof(body) - 1);
+    conf.limits.queue_bytes = 64u << 20;
+    pool_send(pool, "a.test", "b.test", msg("u@a.test", "v@b.test", "w0"));
+    wait_delivered(1);
+    for (int i = 1; i <= 96; i++) {
+        struct stanza *st = msg("u@a.test", "v@b.test", NULL);
+
+        snprintf(id, sizeof(id), "w%d", i);
+        stanza_elem_set_attr(st, stanza_root(st), NULL, "id", id);
+        stanza_elem_add_text(st, stanza_elem_add(st, stanza_root(st), NULL, "body"), body,
+                             sizeof(body) - 1);
+        pool_send(pool, "a.test", "b.test", st);
+        queued = queued || pool_queued(pool, "a.test", "b.test") > 0;
+    }
+    assert_true(queued); /* 3 MiB in one go: the 1 MiB write mark was hit */
+    wait_delivered(97);
+    assert_string_equal(ev.got_ids[15], "w15");
+    assert_int_equal(pool_queued(pool, "a.test", "b.test"), 0);
+    assert_int_equal(ev.bounces, 0);
+}
+
 static bool
 rider_gone(void *arg)
 {
@@ -618,6 +649,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_backoff_doubling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_routes_one_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pooling_second_local_domain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_queues_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialback_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_target_after_stream_failure, setup, teardown),
     };
