@@ -12,7 +12,9 @@
  *   full speed (-r 0): at most -w stanzas in flight (sent, not yet counted by the sink);
  *   fixed rate (-r N): N stanzas/s on a schedule, latency meaningful;
  *   idle (-I): authenticate the streams, print "ready", hold them until stdin closes;
- *   plain (-P): no TLS, no SASL: header, then stanzas (through the TCP relay floor).
+ *   plain (-P): no TLS, no SASL: header, then stanzas (through the TCP relay floor);
+ *   -G: after the handshakes print "ready" and wait for a line on stdin before sending
+ *   (the caller samples the relay's CPU time around the sending phase only).
  *
  * Written directly on OpenSSL and poll(2) rather than on the engine's conn/tls layers:
  * the load generator must not share the code (or the bugs) it measures.
@@ -299,7 +301,7 @@ usage(void)
     fprintf(stderr,
             "usage: bench_relay -a ADDR:PORT -m SHMFILE [-S streams] [-n stanzas] [-r rate/s]\n"
             "       [-s bytes] [-w window] [-t to-domain] [-u to-jid] [-f from-format]\n"
-            "       [-F distinct-from-domains] [-C cert -K key -A cafile] [-P] [-I]\n");
+            "       [-F distinct-from-domains] [-C cert -K key -A cafile] [-P] [-I] [-G]\n");
     exit(2);
 }
 
@@ -309,12 +311,12 @@ main(int argc, char **argv)
     const char *addr = NULL, *shmfile = NULL, *cert = NULL, *key = NULL, *cafile = NULL;
     uint64_t total = 100000, window = 2000;
     double rate = 0;
-    bool idle = false;
+    bool idle = false, go = false;
     int ch, fd;
     struct sockaddr_in sin;
     SSL_CTX *ctx = NULL;
 
-    while ((ch = getopt(argc, argv, "a:m:S:n:r:s:w:t:u:f:F:C:K:A:PI")) != -1) {
+    while ((ch = getopt(argc, argv, "a:m:S:n:r:s:w:t:u:f:F:C:K:A:PIG")) != -1) {
         switch (ch) {
         case 'a':
             addr = optarg;
@@ -364,6 +366,9 @@ main(int argc, char **argv)
         case 'I':
             idle = true;
             break;
+        case 'G':
+            go = true;
+            break;
         default:
             usage();
         }
@@ -408,6 +413,14 @@ main(int argc, char **argv)
         return 0;
     }
 
+    if (go) {
+        char line[16];
+
+        printf("ready streams=%d handshake_s=%.2f\n", nstreams, hs_secs);
+        fflush(stdout);
+        if (fgets(line, sizeof(line), stdin) == NULL)
+            return 0;
+    }
     if ((fd = open(shmfile, O_RDWR)) == -1)
         die("cannot open the sink's file", NULL, shmfile);
     struct relay_shm *shm = mmap(NULL, sizeof(*shm), PROT_READ, MAP_SHARED, fd, 0);
