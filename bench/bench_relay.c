@@ -13,6 +13,8 @@
  *   fixed rate (-r N): N stanzas/s on a schedule, latency meaningful;
  *   idle (-I): authenticate the streams, print "ready", hold them until stdin closes;
  *   plain (-P): no TLS, no SASL: header, then stanzas (through the TCP relay floor);
+ *   receive (-L ADDR:PORT): be the remote servers' receiving side (reverse direction,
+ *   below); counts into -m;
  *   -G: after the handshakes print "ready" and wait for a line on stdin before sending
  *   (the caller samples the relay's CPU time around the sending phase only).
  *
@@ -42,7 +44,9 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#include "bench/relay/shm.h"
+#include <expat.h>
+
+#include "bench/relay/common.h"
 
 #define OUT_CAP   (64 * 1024)
 #define WRITE_MAX (16 * 1024)
@@ -66,15 +70,6 @@ static const char *to_jid = "user@a.test";
 static const char *from_fmt = "r%d.test";
 static int from_count = 0; /* 0: as many domains as streams */
 static size_t stanza_size = 200;
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void
 die(const char *what, struct gstream *s, const char *buf)
@@ -276,23 +271,286 @@ stream_drain(struct gstream *s)
     }
 }
 
-static uint64_t
-shm_count(const struct relay_shm *shm)
+/*
+ * Receive mode (-L): the remote servers as *receiving* entities, for the reverse
+ * direction (local server -> relay -> remote). Each accepted stream is taken through
+ * STARTTLS (our certificate for the rN.test names), SASL EXTERNAL offered and accepted
+ * (the initiator's certificate is not checked: the relay's cost is what is measured)
+ * and the stream restart; then its messages are counted into the file given with -m.
+ * The handshake is blocking, one stream at a time (the relay opens a handful).
+ */
+struct rconn {
+    int fd;
+    SSL *ssl;
+    XML_Parser p;
+    int depth;
+    bool in_msg, in_body;
+    char text[128];
+    size_t textlen;
+    char buf[HS_BUF];
+    size_t len;
+};
+
+static struct relay_shm *recv_shm;
+
+static int
+rc_read(struct rconn *c)
 {
-    return __atomic_load_n(&shm->stanzas, __ATOMIC_ACQUIRE);
+    if (c->len + 1 >= sizeof(c->buf))
+        return -1;
+    int n = c->ssl ? SSL_read(c->ssl, c->buf + c->len, (int)(sizeof(c->buf) - 1 - c->len))
+                   : (int)read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+    if (n <= 0)
+        return -1;
+    c->len += (size_t)n;
+    c->buf[c->len] = '\0';
+    return 0;
 }
 
-static double
-percentile(const uint64_t *hist, uint64_t total, double q)
+/* Reads until tok then end after it; returns the offset just past end, or -1. */
+static long
+rc_wait(struct rconn *c, const char *tok, const char *end)
 {
-    uint64_t want = (uint64_t)(q * (double)total), acc = 0;
+    for (;;) {
+        char *t = strstr(c->buf, tok), *e = t ? strstr(t, end) : NULL;
 
-    for (size_t i = 0; i <= RELAY_HIST_US; i++) {
-        acc += hist[i];
-        if (acc > want)
-            return (double)i + 0.5;
+        if (e != NULL)
+            return (long)(e - c->buf) + (long)strlen(end);
+        if (rc_read(c) == -1)
+            return -1;
     }
-    return (double)RELAY_HIST_US;
+}
+
+static void
+rc_consume(struct rconn *c, long n)
+{
+    memmove(c->buf, c->buf + n, c->len - (size_t)n + 1);
+    c->len -= (size_t)n;
+}
+
+static int
+rc_write(struct rconn *c, const char *text)
+{
+    size_t len = strlen(text), off = 0;
+
+    while (off < len) {
+        int n = c->ssl ? SSL_write(c->ssl, text + off, (int)(len - off))
+                       : (int)write(c->fd, text + off, len - off);
+        if (n <= 0)
+            return -1;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+/* The initiator's header (complete), answered with ours and the given features. */
+static int
+rc_header(struct rconn *c, const char *features)
+{
+    char to[256] = "", from[256] = "", out[1024];
+    long end = rc_wait(c, "<stream:stream", ">");
+
+    if (end == -1)
+        return -1;
+    char *h = strstr(c->buf, "<stream:stream"), *a;
+
+    c->buf[end - 1] = '\0'; /* only within the header */
+    if ((a = strstr(h, " to='")) != NULL || (a = strstr(h, " to=\"")) != NULL)
+        sscanf(a + 5, "%255[^'\"]", to);
+    if ((a = strstr(h, " from='")) != NULL || (a = strstr(h, " from=\"")) != NULL)
+        sscanf(a + 7, "%255[^'\"]", from);
+    c->buf[end - 1] = '>';
+    rc_consume(c, end);
+    snprintf(out, sizeof(out),
+             "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='%s' "
+             "xmlns:db='jabber:server:dialback' id='rcv%d' from='%s' to='%s' "
+             "version='1.0'><stream:features>%s</stream:features>",
+             stream_ns, c->fd, to, from, features);
+    return rc_write(c, out);
+}
+
+static void XMLCALL
+rc_start(void *arg, const char *name, const char **atts)
+{
+    struct rconn *c = arg;
+    const char *ln = strrchr(name, ' ') ? strrchr(name, ' ') + 1 : name;
+
+    (void)atts;
+    c->depth++;
+    if (c->depth == 2) {
+        c->in_msg = strcmp(ln, "message") == 0;
+        c->textlen = 0;
+    } else if (c->depth == 3 && c->in_msg && strcmp(ln, "body") == 0) {
+        c->in_body = true;
+    }
+}
+
+static void XMLCALL
+rc_text(void *arg, const char *s, int len)
+{
+    struct rconn *c = arg;
+    size_t room = sizeof(c->text) - 1 - c->textlen, n = (size_t)len < room ? (size_t)len : room;
+
+    if (!c->in_body)
+        return;
+    memcpy(c->text + c->textlen, s, n);
+    c->textlen += n;
+}
+
+static void XMLCALL
+rc_end(void *arg, const char *name)
+{
+    struct rconn *c = arg;
+
+    (void)name;
+    if (c->depth == 3)
+        c->in_body = false;
+    if (c->depth == 2 && c->in_msg) {
+        c->text[c->textlen] = '\0';
+        relay_record(recv_shm, c->text);
+        c->in_msg = false;
+    }
+    c->depth--;
+}
+
+static int
+rc_feed(struct rconn *c, const char *data, size_t len)
+{
+    recv_shm->bytes += len;
+    if (XML_Parse(c->p, data, (int)len, 0) == XML_STATUS_ERROR) {
+        fprintf(stderr, "bench_relay: receive: XML error %s\n",
+                XML_ErrorString(XML_GetErrorCode(c->p)));
+        return -1;
+    }
+    return 0;
+}
+
+static struct rconn *
+rc_accept(int fd, SSL_CTX *sctx)
+{
+    static const char root[] = "<stream:stream xmlns='jabber:server' "
+                               "xmlns:stream='http://etherx.jabber.org/streams'>";
+    struct rconn *c = calloc(1, sizeof(*c));
+    int one = 1;
+    long end;
+
+    c->fd = fd;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (rc_header(c, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>") ==
+            -1 ||
+        (end = rc_wait(c, "<starttls", ">")) == -1)
+        goto fail;
+    rc_consume(c, (long)c->len);
+    if (rc_write(c, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>") == -1)
+        goto fail;
+    c->ssl = SSL_new(sctx);
+    SSL_set_fd(c->ssl, fd);
+    if (SSL_accept(c->ssl) != 1)
+        goto fail;
+    if (rc_header(c, "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                     "<mechanism>EXTERNAL</mechanism></mechanisms>") == -1 ||
+        (end = rc_wait(c, "<auth", ">")) == -1)
+        goto fail;
+    if (c->buf[end - 2] != '/' && (end = rc_wait(c, "<auth", "</auth>")) == -1)
+        goto fail;
+    rc_consume(c, end);
+    if (rc_write(c, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>") == -1 ||
+        rc_header(c, "") == -1)
+        goto fail;
+    c->p = XML_ParserCreateNS(NULL, ' ');
+    XML_SetUserData(c->p, c);
+    XML_SetElementHandler(c->p, rc_start, rc_end);
+    XML_SetCharacterDataHandler(c->p, rc_text);
+    XML_Parse(c->p, root, (int)sizeof(root) - 1, 0);
+    c->depth = 1;
+    if (c->len > 0 && rc_feed(c, c->buf, c->len) == -1)
+        goto fail;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    fprintf(stderr, "bench_relay: receive: stream %d authenticated\n", fd);
+    return c;
+fail:
+    c->buf[c->len] = '\0';
+    fprintf(stderr, "bench_relay: receive: handshake failed on stream %d: %s\n", fd, c->buf);
+    ERR_print_errors_fp(stderr);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    close(fd);
+    free(c);
+    return NULL;
+}
+
+/* Reads what is there; -1 when the stream is over. */
+static int
+rc_input(struct rconn *c)
+{
+    static char buf[64 * 1024];
+
+    for (;;) {
+        int n = SSL_read(c->ssl, buf, sizeof(buf));
+
+        if (n > 0) {
+            if (rc_feed(c, buf, (size_t)n) == -1)
+                return -1;
+            continue;
+        }
+        int err = SSL_get_error(c->ssl, n);
+
+        return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? 0 : -1;
+    }
+}
+
+static int
+accept_any(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
+static int
+receive_mode(const char *laddr, const char *shmfile, SSL_CTX *sctx)
+{
+    struct sockaddr_in sin;
+    struct rconn *conns[256];
+    size_t n = 0;
+    int lfd, one = 1;
+
+    if ((recv_shm = relay_shm_map(shmfile, 1)) == NULL || parse_addr(laddr, &sin) == -1)
+        die("receive: bad -m or -L", NULL, NULL);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == -1 || listen(lfd, 128) == -1)
+        die("receive: cannot listen", NULL, laddr);
+    fprintf(stderr, "bench_relay: receive: ready on %s\n", laddr);
+    for (;;) {
+        struct pollfd pfd[257];
+
+        pfd[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (size_t i = 0; i < n; i++)
+            pfd[i + 1] = (struct pollfd){.fd = conns[i]->fd, .events = POLLIN};
+        if (poll(pfd, n + 1, -1) == -1)
+            continue;
+        for (size_t i = n; i-- > 0;) {
+            if (!(pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)) && !SSL_pending(conns[i]->ssl))
+                continue;
+            if (rc_input(conns[i]) == -1) {
+                fprintf(stderr, "bench_relay: receive: stream %d closed\n", conns[i]->fd);
+                SSL_free(conns[i]->ssl);
+                close(conns[i]->fd);
+                XML_ParserFree(conns[i]->p);
+                free(conns[i]);
+                conns[i] = conns[--n];
+            }
+        }
+        if (pfd[0].revents & POLLIN) {
+            int fd = accept(lfd, NULL, NULL);
+            struct rconn *c;
+
+            if (fd != -1 && n < 256 && (c = rc_accept(fd, sctx)) != NULL)
+                conns[n++] = c;
+        }
+    }
+    return 1;
 }
 
 static void
@@ -301,22 +559,24 @@ usage(void)
     fprintf(stderr,
             "usage: bench_relay -a ADDR:PORT -m SHMFILE [-S streams] [-n stanzas] [-r rate/s]\n"
             "       [-s bytes] [-w window] [-t to-domain] [-u to-jid] [-f from-format]\n"
-            "       [-F distinct-from-domains] [-C cert -K key -A cafile] [-P] [-I] [-G]\n");
+            "       [-F distinct-from-domains] [-C cert -K key -A cafile] [-P] [-I] [-G]\n"
+            "       bench_relay -L ADDR:PORT -m SHMFILE -C cert -K key   (receive mode)\n");
     exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *addr = NULL, *shmfile = NULL, *cert = NULL, *key = NULL, *cafile = NULL;
+    const char *addr = NULL, *laddr = NULL, *shmfile = NULL, *cert = NULL, *key = NULL,
+               *cafile = NULL;
     uint64_t total = 100000, window = 2000;
     double rate = 0;
     bool idle = false, go = false;
-    int ch, fd;
+    int ch;
     struct sockaddr_in sin;
     SSL_CTX *ctx = NULL;
 
-    while ((ch = getopt(argc, argv, "a:m:S:n:r:s:w:t:u:f:F:C:K:A:PIG")) != -1) {
+    while ((ch = getopt(argc, argv, "a:m:S:n:r:s:w:t:u:f:F:C:K:A:PIGL:")) != -1) {
         switch (ch) {
         case 'a':
             addr = optarg;
@@ -369,15 +629,30 @@ main(int argc, char **argv)
         case 'G':
             go = true;
             break;
+        case 'L':
+            laddr = optarg;
+            break;
         default:
             usage();
         }
     }
-    if (addr == NULL || (shmfile == NULL && !idle) || nstreams < 1 || parse_addr(addr, &sin))
+    if ((addr == NULL && laddr == NULL) || (shmfile == NULL && !idle) || nstreams < 1 ||
+        (laddr == NULL && parse_addr(addr, &sin)))
         usage();
     if (stanza_size > 4096)
         stanza_size = 4096;
     signal(SIGPIPE, SIG_IGN);
+    if (laddr != NULL) {
+        SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+
+        if (shmfile == NULL || cert == NULL || key == NULL ||
+            SSL_CTX_use_certificate_chain_file(sctx, cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(sctx, key, SSL_FILETYPE_PEM) != 1)
+            die("receive mode needs -m, -C and -K (loadable)", NULL, NULL);
+        /* ask for the initiator's certificate (so it may use EXTERNAL), accept any */
+        SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER, accept_any);
+        return receive_mode(laddr, shmfile, sctx);
+    }
     if (!plain) {
         ctx = SSL_CTX_new(TLS_client_method());
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -390,7 +665,7 @@ main(int argc, char **argv)
     }
 
     streams = calloc((size_t)nstreams, sizeof(*streams));
-    uint64_t t_hs = now_ns();
+    uint64_t t_hs = relay_now_ns();
 
     for (int i = 0; i < nstreams; i++) {
         struct gstream *s = &streams[i];
@@ -401,7 +676,7 @@ main(int argc, char **argv)
         stream_open(s, &sin, ctx);
         fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
     }
-    double hs_secs = (double)(now_ns() - t_hs) / 1e9;
+    double hs_secs = (double)(relay_now_ns() - t_hs) / 1e9;
 
     if (idle) {
         char c;
@@ -421,28 +696,23 @@ main(int argc, char **argv)
         if (fgets(line, sizeof(line), stdin) == NULL)
             return 0;
     }
-    if ((fd = open(shmfile, O_RDWR)) == -1)
-        die("cannot open the sink's file", NULL, shmfile);
-    struct relay_shm *shm = mmap(NULL, sizeof(*shm), PROT_READ, MAP_SHARED, fd, 0);
+    struct relay_shm *shm = relay_shm_map(shmfile, 0);
+    struct relay_snap *snap = malloc(sizeof(*snap));
 
-    if (shm == MAP_FAILED || shm->magic != RELAY_SHM_MAGIC)
-        die("bad shared file", NULL, shmfile);
-    close(fd);
-    static uint64_t hist0[RELAY_HIST_US + 1];
-
-    memcpy(hist0, shm->hist, sizeof(hist0));
-    uint64_t count0 = shm_count(shm), bytes0 = shm->bytes, bad0 = shm->bad;
-    uint64_t sent = 0, t0 = now_ns();
+    if (shm == NULL || snap == NULL)
+        die("cannot map the sink's file", NULL, shmfile);
+    relay_snap_take(shm, snap);
+    uint64_t sent = 0, t0 = relay_now_ns();
     struct pollfd *pfd = calloc((size_t)nstreams, sizeof(*pfd));
 
     while (sent < total) {
-        uint64_t now = now_ns();
+        uint64_t now = relay_now_ns();
         uint64_t due;
 
         if (rate > 0) {
             due = (uint64_t)((double)(now - t0) * rate / 1e9) + 1;
         } else {
-            due = shm_count(shm) - count0 + window;
+            due = relay_count(shm) - snap->stanzas + window;
         }
         if (due > total)
             due = total;
@@ -469,12 +739,12 @@ main(int argc, char **argv)
         if (rate > 0 && !waiting) {
             uint64_t next = t0 + (uint64_t)((double)sent * 1e9 / rate);
 
-            now = now_ns();
+            now = relay_now_ns();
             ts.tv_nsec = next > now ? (long)(next - now) : 0;
             if (ts.tv_nsec > 999999999)
                 ts = (struct timespec){1, 0};
         }
-        if (rate > 0 || waiting || sent - (shm_count(shm) - count0) >= window) {
+        if (rate > 0 || waiting || sent - (relay_count(shm) - snap->stanzas) >= window) {
             if (ppoll(pfd, (nfds_t)nstreams, &ts, NULL) > 0)
                 for (int i = 0; i < nstreams; i++)
                     if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
@@ -492,38 +762,9 @@ main(int argc, char **argv)
                     stream_drain(&streams[i]);
             }
         }
-    uint64_t t_sent = now_ns();
-    /* the rest arrives: wait up to 20 s without progress */
-    uint64_t last = shm_count(shm), t_last = now_ns();
+    uint64_t got = relay_wait(shm, snap, total);
 
-    while (shm_count(shm) - count0 < total) {
-        struct timespec ts = {0, 1000000};
-
-        nanosleep(&ts, NULL);
-        if (shm_count(shm) != last) {
-            last = shm_count(shm);
-            t_last = now_ns();
-        } else if (now_ns() - t_last > 20000000000ULL) {
-            break;
-        }
-    }
-    uint64_t got = shm_count(shm) - count0;
-    uint64_t t_end = got ? shm->last_ns : t_sent;
-    double secs = (double)(t_end - t0) / 1e9;
-    uint64_t lat_n = got - (shm->bad - bad0);
-    static uint64_t hist[RELAY_HIST_US + 1];
-
-    double lat_max = 0;
-
-    for (size_t i = 0; i <= RELAY_HIST_US; i++)
-        if ((hist[i] = shm->hist[i] - hist0[i]) != 0)
-            lat_max = (double)i + 1;
-    printf("result mode=%s streams=%d size=%zu rate=%.0f sent=%llu received=%llu bad=%llu "
-           "secs=%.3f stanzas_per_s=%.0f mb_per_s=%.2f lat_p50_us=%.1f lat_p99_us=%.1f "
-           "lat_p999_us=%.1f lat_max_us=%.1f handshake_s=%.2f\n",
-           plain ? "plain" : "tls", nstreams, stanza_size, rate, (unsigned long long)sent,
-           (unsigned long long)got, (unsigned long long)(shm->bad - bad0), secs, (double)got / secs,
-           (double)(shm->bytes - bytes0) / secs / 1e6, percentile(hist, lat_n, 0.50),
-           percentile(hist, lat_n, 0.99), percentile(hist, lat_n, 0.999), lat_max, hs_secs);
+    relay_report(stdout, plain ? "plain" : "tls", shm, snap, nstreams, stanza_size, rate, sent, t0,
+                 hs_secs);
     return got == total ? 0 : 1;
 }

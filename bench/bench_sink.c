@@ -14,6 +14,8 @@
  * The counts and a 1-µs latency histogram live in the file given with -m (mapped shared,
  * see bench/relay/shm.h); the generator reads it for its window and its report.
  *
+ * With -x FIFO it is also the source of the reverse direction (see source_start).
+ *
  * A message's body must start with "SEQ TS " (decimal; TS = CLOCK_MONOTONIC ns when
  * the generator wrote it): both are on the same machine and clock.
  */
@@ -31,13 +33,14 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <expat.h>
 #include <openssl/evp.h>
 
-#include "bench/relay/shm.h"
+#include "bench/relay/common.h"
 
 #define MAX_CONNS 512
 #define READ_SIZE (64 * 1024)
@@ -69,15 +72,6 @@ static const char *comp_name = "a.test";
 static struct sconn *conns[MAX_CONNS];
 static size_t nconns;
 static uint64_t id_seq;
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void
 out_add(struct sconn *c, const char *s, size_t len)
@@ -237,23 +231,8 @@ on_text(void *arg, const char *s, int len)
 static void
 count_message(struct sconn *c)
 {
-    unsigned long long seq, ts;
-    uint64_t now = now_ns();
-
     c->text[c->textlen] = '\0';
-    shm->last_ns = now;
-    if (sscanf(c->text, "%llu %llu", &seq, &ts) != 2 || ts > now) {
-        shm->bad++;
-        __atomic_add_fetch(&shm->stanzas, 1, __ATOMIC_RELEASE);
-        return;
-    }
-    uint64_t lat = now - ts;
-    uint64_t us = lat / 1000;
-
-    if (lat > shm->lat_max_ns)
-        shm->lat_max_ns = lat;
-    shm->hist[us < RELAY_HIST_US ? us : RELAY_HIST_US]++;
-    __atomic_add_fetch(&shm->stanzas, 1, __ATOMIC_RELEASE);
+    relay_record(shm, c->text);
 }
 
 static void
@@ -434,11 +413,166 @@ conn_read(struct sconn *c, char *buf)
     }
 }
 
+/*
+ * Source mode (reverse direction): a line "send ROLE N RATE SIZE DOMAINS WINDOW FILE" on
+ * the command FIFO (-x) makes the sink send N messages from user@DOMAIN to u@rK.test
+ * (K = 1..DOMAINS, round robin) on its up connection of ROLE ("server": the proxy's
+ * local link; "component": its own link into Prosody), at RATE/s (0: as fast as the
+ * window allows: at most WINDOW not yet counted in FILE, the receiver's counting file
+ * made by "bench_relay -L"). When they have arrived (or 20 s pass without progress) it
+ * prints a "result ..." line on stderr.
+ */
+struct source {
+    bool active, draining;
+    struct sconn *c;
+    uint64_t total, sent, window, t0, t_last, last;
+    double rate;
+    size_t size;
+    int domains;
+    struct relay_shm *rshm;
+    struct relay_snap snap;
+    char rpath[512];
+};
+
+static struct source src;
+static const char *src_from = "user@a.test/s";
+
+static void
+source_start(char *line)
+{
+    char role[32], path[512];
+    unsigned long long total, window;
+    double rate;
+    size_t size;
+    int domains;
+
+    if (sscanf(line, "send %31s %llu %lf %zu %d %llu %511s", role, &total, &rate, &size, &domains,
+               &window, path) != 7 ||
+        domains < 1) {
+        fprintf(stderr, "bench_sink: bad command: %s\n", line);
+        return;
+    }
+    enum role want = strcmp(role, "component") == 0 ? ROLE_COMPONENT : ROLE_SERVER;
+
+    src.c = NULL;
+    for (size_t i = 0; i < nconns; i++)
+        if (conns[i]->role == want && conns[i]->state == ST_UP)
+            src.c = conns[i];
+    if (src.c == NULL) {
+        fprintf(stderr, "bench_sink: no %s connection up\n", role);
+        return;
+    }
+    if (src.rshm == NULL || strcmp(path, src.rpath) != 0) {
+        if ((src.rshm = relay_shm_map(path, 0)) == NULL) {
+            fprintf(stderr, "bench_sink: cannot map %s\n", path);
+            return;
+        }
+        snprintf(src.rpath, sizeof(src.rpath), "%s", path);
+    }
+    relay_snap_take(src.rshm, &src.snap);
+    src.total = total;
+    src.window = window;
+    src.rate = rate;
+    src.size = size > 4096 ? 4096 : size;
+    src.domains = domains;
+    src.sent = 0;
+    src.active = true;
+    src.draining = false;
+    src.t0 = relay_now_ns();
+}
+
+static void
+source_stanza(struct sconn *c, uint64_t seq, uint64_t ts)
+{
+    static const char tail[] = "</body></message>";
+    char buf[4096 + 512];
+    int n = snprintf(buf, sizeof(buf),
+                     "<message from='%s' to='u@r%d.test' id='s%llu' type='chat'><body>%llu %llu ",
+                     src_from, (int)(seq % (uint64_t)src.domains) + 1, (unsigned long long)seq,
+                     (unsigned long long)seq, (unsigned long long)ts);
+    size_t pad =
+        src.size > (size_t)n + sizeof(tail) - 1 ? src.size - (size_t)n - (sizeof(tail) - 1) : 0;
+
+    memset(buf + n, 'x', pad);
+    memcpy(buf + n + pad, tail, sizeof(tail) - 1);
+    out_add(c, buf, (size_t)n + pad + sizeof(tail) - 1);
+}
+
+/* Sends what is due; returns the poll timeout (ns) until something else will be. */
+static int64_t
+source_run(void)
+{
+    uint64_t now = relay_now_ns(), got;
+
+    if (!src.active)
+        return -1;
+    if (src.c->state != ST_UP) {
+        fprintf(stderr, "bench_sink: source connection lost\n");
+        src.active = false;
+        return -1;
+    }
+    got = relay_count(src.rshm) - src.snap.stanzas;
+    if (src.sent < src.total) {
+        uint64_t due = src.rate > 0 ? (uint64_t)((double)(now - src.t0) * src.rate / 1e9) + 1
+                                    : got + src.window;
+
+        if (due > src.total)
+            due = src.total;
+        while (src.sent < due && src.c->outlen < 256 * 1024)
+            source_stanza(src.c, src.sent++, now);
+        out_flush(src.c);
+        if (src.rate > 0 && src.sent < src.total) {
+            uint64_t next = src.t0 + (uint64_t)((double)src.sent * 1e9 / src.rate);
+
+            return next > now ? (int64_t)(next - now) : 0;
+        }
+        return 50000;
+    }
+    if (!src.draining) {
+        src.draining = true;
+        src.last = got;
+        src.t_last = now;
+    }
+    if (got != src.last) {
+        src.last = got;
+        src.t_last = now;
+    }
+    if (got >= src.total || now - src.t_last > 20000000000ULL) {
+        relay_report(stderr, src.c->role == ROLE_COMPONENT ? "reverse-component" : "reverse-link",
+                     src.rshm, &src.snap, src.domains, src.size, src.rate, src.sent, src.t0, 0);
+        src.active = false;
+        return -1;
+    }
+    return 1000000;
+}
+
+static void
+command_read(int fd)
+{
+    static char line[1024];
+    static size_t len;
+    ssize_t n = read(fd, line + len, sizeof(line) - 1 - len);
+    char *nl;
+
+    if (n <= 0)
+        return;
+    len += (size_t)n;
+    line[len] = '\0';
+    while ((nl = strchr(line, '\n')) != NULL) {
+        *nl = '\0';
+        source_start(line);
+        len -= (size_t)(nl + 1 - line);
+        memmove(line, nl + 1, len + 1);
+    }
+    if (len == sizeof(line) - 1)
+        len = 0;
+}
+
 static void
 usage(void)
 {
     fprintf(stderr, "usage: bench_sink -m SHMFILE [-l ADDR:PORT] [-r ADDR:PORT] "
-                    "[-c ADDR:PORT -n NAME] [-s SECRET]\n");
+                    "[-c ADDR:PORT -n NAME] [-s SECRET] [-x COMMAND-FIFO] [-f FROM-JID]\n");
     exit(2);
 }
 
@@ -446,10 +580,11 @@ int
 main(int argc, char **argv)
 {
     const char *shmfile = NULL, *laddr = NULL, *raddr = NULL, *caddr = NULL;
-    int lfd = -1, rfd = -1, fd, ch;
+    const char *xpath = NULL;
+    int lfd = -1, rfd = -1, xfd = -1, ch;
     static char buf[READ_SIZE];
 
-    while ((ch = getopt(argc, argv, "m:l:r:c:n:s:")) != -1) {
+    while ((ch = getopt(argc, argv, "m:l:r:c:n:s:x:f:")) != -1) {
         switch (ch) {
         case 'm':
             shmfile = optarg;
@@ -469,6 +604,12 @@ main(int argc, char **argv)
         case 's':
             secret = optarg;
             break;
+        case 'x':
+            xpath = optarg;
+            break;
+        case 'f':
+            src_from = optarg;
+            break;
         default:
             usage();
         }
@@ -476,24 +617,19 @@ main(int argc, char **argv)
     if (shmfile == NULL)
         usage();
     signal(SIGPIPE, SIG_IGN);
-    if ((fd = open(shmfile, O_RDWR | O_CREAT | O_TRUNC, 0644)) == -1 ||
-        ftruncate(fd, sizeof(struct relay_shm)) == -1) {
-        perror(shmfile);
+    if ((shm = relay_shm_map(shmfile, 1)) == NULL)
         return 1;
-    }
-    shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (shm == MAP_FAILED) {
-        perror("mmap");
-        return 1;
-    }
-    close(fd);
-    shm->magic = RELAY_SHM_MAGIC;
     if (laddr)
         lfd = listen_on(laddr);
     if (raddr)
         rfd = listen_on(raddr);
     if (caddr)
         connect_component(caddr);
+    if (xpath && ((mkfifo(xpath, 0600) == -1 && errno != EEXIST) ||
+                  (xfd = open(xpath, O_RDWR | O_NONBLOCK)) == -1)) {
+        perror(xpath);
+        return 1;
+    }
     fprintf(stderr, "bench_sink: ready\n");
 
     for (;;) {
@@ -504,17 +640,26 @@ main(int argc, char **argv)
             pfd[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
         if (rfd != -1)
             pfd[n++] = (struct pollfd){.fd = rfd, .events = POLLIN};
+        if (xfd != -1)
+            pfd[n++] = (struct pollfd){.fd = xfd, .events = POLLIN};
         base = n;
         for (size_t i = 0; i < nconns; i++)
             pfd[n++] = (struct pollfd){.fd = conns[i]->fd,
                                        .events = POLLIN | (conns[i]->outlen ? POLLOUT : 0)};
-        if (poll(pfd, n, -1) == -1 && errno != EINTR) {
+        int64_t wait_ns = source_run();
+        struct timespec ts = {(time_t)(wait_ns / 1000000000), (long)(wait_ns % 1000000000)};
+
+        if (ppoll(pfd, n, wait_ns < 0 ? NULL : &ts, NULL) == -1 && errno != EINTR) {
             perror("poll");
             return 1;
         }
         for (size_t i = 0; i < base; i++) {
             if (!(pfd[i].revents & POLLIN))
                 continue;
+            if (pfd[i].fd == xfd) {
+                command_read(xfd);
+                continue;
+            }
             int cfd = accept(pfd[i].fd, NULL, NULL);
 
             if (cfd != -1)
@@ -531,6 +676,8 @@ main(int argc, char **argv)
             if (c->state == ST_CLOSED) {
                 if (c->role == ROLE_COMPONENT)
                     fprintf(stderr, "bench_sink: component connection closed\n");
+                if (src.c == c)
+                    src.active = false;
                 conn_free(i);
             }
         }

@@ -6,6 +6,11 @@
       -> (b) Prosody 0.12, Component "a.test" = bench_sink (-c), native s2s in
       -> (c) bench_tcprelay (plain TCP, no TLS, no XML) -> bench_sink (-r)
 
+Reverse direction (not through the TCP floor: copying is symmetric):
+  bench_sink as the source (user@a.test -> u@rK.test) over the proxy's local link /
+  its component link into Prosody -> s2s out (DNS from Knot, TLS, SASL EXTERNAL)
+  -> bench_relay -L (the remote servers' receiving side), which counts.
+
 For each: full speed (window of W stanzas in flight) -> stanzas/s, MB/s, CPU seconds
 of the relaying process per 100k stanzas (/proc/PID/task/*/schedstat around the
 sending phase only); fixed rate -> added latency p50/p99/p99.9; peak RSS (VmHWM).
@@ -29,11 +34,13 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration", "lib"))
 
 from s2stest import ca as C  # noqa: E402
+from s2stest import knot as K  # noqa: E402
 from s2stest import procs as P  # noqa: E402
 from s2stest import prosody as PR  # noqa: E402
 
 IP = "127.0.0.9"        # proxy, sink, relay
 PROSODY_IP = "127.0.0.10"
+RECV_IP = "127.0.0.11"  # the remote servers' receiving side (reverse direction)
 SECRET = "component-secret"
 
 
@@ -96,8 +103,29 @@ def run_gen(bin_dir, target, shm, pid, args):
             g.wait()
     if not line.startswith("result"):
         raise RuntimeError(f"generator gave no result: {' '.join(argv)}")
-    res = {k: float(v) if v.replace(".", "").isdigit() else v
-           for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
+    res = parse_result(line)
+    res["cpu_s"] = c1 - c0
+    res["cpu_per_100k"] = (c1 - c0) / max(res["received"], 1) * 100000
+    return res
+
+
+def parse_result(line):
+    return {k: float(v) if v.replace(".", "").isdigit() else v
+            for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
+
+
+def run_rev(sink, fifo, pid, role, n, rate, size, domains, window, rshm):
+    """One reverse run driven through the sink's command FIFO."""
+    mark = P.log_mark(sink.stderr_path)
+    c0 = cpu_s(pid)
+    with open(fifo, "w") as f:
+        f.write(f"send {role} {n} {rate} {size} {domains} {window} {rshm}\n")
+    m = P.wait_log(sink.stderr_path, r"^(result .*|bench_sink: (no|source|bad).*)$", 120,
+                   since=mark, procs=[sink])
+    c1 = cpu_s(pid)
+    if not m.group(1).startswith("result"):
+        raise RuntimeError(f"reverse run failed: {m.group(1)}")
+    res = parse_result(m.group(1))
     res["cpu_s"] = c1 - c0
     res["cpu_per_100k"] = (c1 - c0) / max(res["received"], 1) * 100000
     return res
@@ -150,7 +178,7 @@ def main():
     ap.add_argument("--secs", type=float, default=3.0, help="seconds per fixed-rate run")
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--bin", default=os.path.join(SRC, "build-rel"))
-    ap.add_argument("--only", default="proxy,prosody,tcp")
+    ap.add_argument("--only", default="proxy,prosody,tcp,reverse")
     a = ap.parse_args()
     only = a.only.split(",")
     bin_dir = os.path.abspath(a.bin)
@@ -162,17 +190,34 @@ def main():
         r_leaf = ca.issue("r1.test", dns=remotes, xmppaddr=remotes)
         tls_args = ["-C", r_leaf.chain, "-K", r_leaf.key, "-A", ca.cert]
         shm = scratch.file("sink.shm")
+        rshm = scratch.file("receiver.shm")
+        fifo = scratch.file("sink.cmd")
         sink_port, raw_port, proxy_port, relay_port = P.free_ports(IP, 4)
+        recv_port = P.free_port(RECV_IP)
+        reverse = "reverse" in only
+
+        knot = None
+        if reverse:
+            knot = K.Knot(procs, scratch)
+            knot.add_zone("test.")
+            for r in remotes:
+                knot.a(r, RECV_IP)
+                knot.srv(r, r, recv_port)
+            knot.start()
+            receiver = procs.start("receiver", [os.path.join(bin_dir, "bench_relay"), "-L",
+                                                f"{RECV_IP}:{recv_port}", "-m", rshm,
+                                                "-C", r_leaf.chain, "-K", r_leaf.key])
+            P.wait_log(receiver.stderr_path, r"ready", 10, procs=[receiver])
 
         pros = None
         if "prosody" in only:
             host_leaf = ca.issue("host.test")
             pros = QuietProsody(procs, scratch, "a", PROSODY_IP, {"host.test": host_leaf},
                                 ca.cert, components=[PR.Component("a.test", SECRET)],
-                                comp_leaf=a_leaf)
+                                comp_leaf=a_leaf, knot=knot)
             pros.start()
         sink_argv = [os.path.join(bin_dir, "bench_sink"), "-m", shm, "-s", SECRET,
-                     "-l", f"{IP}:{sink_port}", "-r", f"{IP}:{raw_port}"]
+                     "-l", f"{IP}:{sink_port}", "-r", f"{IP}:{raw_port}", "-x", fifo]
         if pros:
             sink_argv += ["-c", f"{PROSODY_IP}:{pros.component_port}", "-n", "a.test"]
         sink = procs.start("sink", sink_argv)
@@ -193,6 +238,11 @@ listen = {{ starttls = [ "{IP}:{proxy_port}" ]; }};
 limits = {{ connections_per_ip = {a.idle + 100}; }};
 dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
 """)
+            if knot:
+                f.write(f"""dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
+        trust_anchor_file = "{knot.trust_anchor_file}";
+        unbound_options = ( ("local-zone:", "test. transparent") ); timeout = 3; }};
+""")
         proxy = procs.start("proxy", [os.path.join(bin_dir, "s2sproxy"), "-c", cfg])
         P.wait_port(IP, proxy_port, 10, procs=[proxy])
         P.wait_log(sink.stderr_path, r"component link up", 10, procs=[sink, proxy])
@@ -212,11 +262,31 @@ dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
         if "tcp" in only:
             systems.append(("TCP relay (floor)", f"{IP}:{relay_port}", relay.popen.pid,
                             ["-P"], a.full))
-        results = {name: ([], []) for name, *_ in systems}
+        rev = []
+        if reverse and "proxy" in only:
+            rev.append(("s2sproxy (reverse)", "server", proxy.popen.pid, a.full))
+        if reverse and pros:
+            rev.append(("Prosody 0.12 (reverse)", "component", pros.proc.popen.pid,
+                        a.prosody_full))
+        results = {name: ([], []) for name, *_ in systems + rev}
         # warm-up: routes, allocator, Prosody's JIT-less Lua caches
         for name, target, pid, extra, n in systems:
             run_gen(bin_dir, target, shm, pid, common + extra + ["-n", str(n // 10)])
+        for name, role, pid, n in rev:  # warm-up: DNS, outbound streams
+            run_rev(sink, fifo, pid, role, n // 10, 0, a.size, a.streams, a.window, rshm)
         for rep in range(a.reps):
+            for name, role, pid, n in rev:
+                full = run_rev(sink, fifo, pid, role, n, 0, a.size, a.streams, a.window, rshm)
+                rate = run_rev(sink, fifo, pid, role, rate_n, a.rate, a.size, a.streams,
+                               a.window, rshm)
+                results[name][0].append(full)
+                results[name][1].append(rate)
+                print(f"# rep {rep + 1} {name}: full {full['stanzas_per_s']:.0f}/s "
+                      f"{full['mb_per_s']:.1f} MB/s cpu/100k {full['cpu_per_100k']:.3f} s "
+                      f"(received {full['received']:.0f}); rate {a.rate}/s p50 "
+                      f"{rate['lat_p50_us']:.0f} p99 {rate['lat_p99_us']:.0f} p99.9 "
+                      f"{rate['lat_p999_us']:.0f} max {rate['lat_max_us']:.0f} us "
+                      f"cpu/100k {rate['cpu_per_100k']:.3f} s pings {rate['pings']:.0f}", flush=True)
             for name, target, pid, extra, n in systems:
                 full = run_gen(bin_dir, target, shm, pid, common + extra + ["-n", str(n)])
                 rate = run_gen(bin_dir, target, shm, pid,
@@ -228,7 +298,7 @@ dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
                       f"(received {full['received']:.0f}); rate {a.rate}/s p50 "
                       f"{rate['lat_p50_us']:.0f} p99 {rate['lat_p99_us']:.0f} p99.9 "
                       f"{rate['lat_p999_us']:.0f} max {rate['lat_max_us']:.0f} us "
-                      f"cpu/100k {rate['cpu_per_100k']:.3f} s", flush=True)
+                      f"cpu/100k {rate['cpu_per_100k']:.3f} s pings {rate['pings']:.0f}", flush=True)
         hwm = {name: status_kib(pid, "VmHWM") for name, _, pid, *_ in systems}
 
         print(f"\n{a.streams} streams, {a.size}-B messages, window {a.window}; "
@@ -236,7 +306,7 @@ dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
         print("| relay | stanzas/s full speed | MB/s | CPU s/100k (full) | p50 µs | p99 µs "
               "| p99.9 µs | CPU s/100k (at rate) |")
         print("|---|---|---|---|---|---|---|---|")
-        for name, _, _, _, _ in systems:
+        for name in results:
             print(fmt_row(name, *results[name]))
         print()
         for name in hwm:
