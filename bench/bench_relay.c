@@ -766,5 +766,7 @@ main(int argc, char **argv)
 
     relay_report(stdout, plain ? "plain" : "tls", shm, snap, nstreams, stanza_size, rate, sent, t0,
                  hs_secs);
+    free(snap);
+    free(pfd);
     return got == total ? 0 : 1;
 }
