@@ -58,6 +58,7 @@ struct out_session {
     bool features_tls; /* features seen on a TLS stream (or TLS not needed) */
     bool reported;     /* cbs->failed ran */
     bool cert_valid;
+    bool bidi; /* XEP-0288 requested: the peer may send stanzas back */
     struct dialback_pairs *pairs;
     struct pending_verify *verifies;
     struct peerauth auth;
@@ -167,6 +168,8 @@ free_cb(evutil_socket_t fd, short what, void *arg)
         for (size_t i = 0; i < s->opts.ntlsa; i++)
             free(s->tlsa[i].data);
     free(s->tlsa);
+    if (s->opts.tls != NULL)
+        tls_ctx_unref(s->opts.tls);
     free(s->secret);
     free(s);
     nsessions--;
@@ -349,6 +352,14 @@ handle_features(struct out_session *s, struct stanza *st)
         return;
     }
     s->features_tls = true;
+    /* XEP-0288 §2: asked for right after TLS, before authentication. */
+    if (tls && s->opts.bidi && !s->bidi && s->cert_valid && s->cbs.stanza_take != NULL &&
+        stanza_elem_child(f, "urn:xmpp:features:bidi", "bidi") != NULL) {
+        conn_printf(s->conn, "<bidi xmlns='urn:xmpp:bidi'/>");
+        s->bidi = true;
+        log_info("out: bidi requested local=%s remote=%s peer=%s", s->local, s->remote,
+                 conn_peer(s->conn));
+    }
     flush_verifies(s);
     if (s->opts.verify_only)
         return; /* stays in HEADER: this stream only carries db:verify */
@@ -444,6 +455,13 @@ handle_db(struct out_session *s, struct stanza *st, bool is_verify)
     enum dialback_cond cond;
 
     db_attrs(st, &a);
+    if (s->bidi && a.type == NULL) {
+        /* A request for the other direction (XEP-0288 with dialback): not supported;
+         * the peer's own stream to us is the place for it. */
+        log_info("out: dialback request on a bidi stream local=%s remote=%s: ignored", s->local,
+                 s->remote);
+        return;
+    }
     cond = dialback_check_response(&a, is_verify, &type);
     if (cond != DIALBACK_OK) {
         out_fail(s, XMPP_STANZA_ERR_REMOTE_SERVER_NOT_FOUND, "malformed dialback response");
@@ -520,6 +538,48 @@ handle_stream_error(struct out_session *s, struct stanza *st)
              why);
 }
 
+static bool
+is_server_stanza(struct stanza *st)
+{
+    const char *n = stanza_name(st);
+
+    return stanza_ns_eq(stanza_ns(st), STANZA_NS_SERVER) &&
+           (strcmp(n, "message") == 0 || strcmp(n, "presence") == 0 || strcmp(n, "iq") == 0);
+}
+
+/* XEP-0288: a stanza coming back on our stream, authenticated by the peer's
+ * certificate for the remote domain: only (remote -> local) is accepted. Takes st. */
+static void
+handle_bidi_stanza(struct out_session *s, struct stanza *st)
+{
+    char from[DOMAIN_BUF], to[DOMAIN_BUF];
+    enum xmpp_stream_error err;
+
+    if (s->state != OUT_READY)
+        err = XMPP_STREAM_ERR_NOT_AUTHORIZED;
+    else if (peerauth_jid_domain(stanza_attr(st, "from"), from, sizeof(from)) == -1 ||
+             peerauth_jid_domain(stanza_attr(st, "to"), to, sizeof(to)) == -1)
+        err = XMPP_STREAM_ERR_IMPROPER_ADDRESSING;
+    else if (strcmp(to, s->local) != 0)
+        err = XMPP_STREAM_ERR_HOST_UNKNOWN;
+    else if (strcmp(from, s->remote) != 0)
+        err = XMPP_STREAM_ERR_INVALID_FROM;
+    else {
+        s2s_stats.in_accepted++;
+        s->cbs.stanza_take(s, st, s->cbs.arg);
+        return;
+    }
+    log_info("out: bidi stanza refused local=%s remote=%s from=%s to=%s error=%s", s->local,
+             s->remote, stanza_attr(st, "from"), stanza_attr(st, "to"),
+             xmpp_stream_error_name(err));
+    stanza_free(st);
+    xmlstream_write_error(conn_output(s->conn), err, NULL);
+    if (s->state == OUT_READY)
+        out_finish(s);
+    else
+        out_fail(s, XMPP_STANZA_ERR_REMOTE_SERVER_NOT_FOUND, "protocol error by the peer");
+}
+
 static void
 xs_stanza(void *arg, struct stanza *st)
 {
@@ -543,8 +603,11 @@ xs_stanza(void *arg, struct stanza *st)
         handle_db(s, st, false);
     else if (stanza_ns_eq(ns, DIALBACK_NS) && strcmp(name, "verify") == 0)
         handle_db(s, st, true);
-    else {
-        /* We offer no XEP-0288 bidi: nothing else may come on our outbound stream. */
+    else if (s->bidi && is_server_stanza(st)) {
+        handle_bidi_stanza(s, st); /* takes st */
+        return;
+    } else {
+        /* Without XEP-0288 bidi nothing else may come on our outbound stream. */
         log_info("out: local=%s remote=%s unexpected <%s/> on an outbound stream", s->local,
                  s->remote, name);
         xmlstream_write_error(conn_output(s->conn), XMPP_STREAM_ERR_UNSUPPORTED_STANZA_TYPE, NULL);
@@ -742,6 +805,9 @@ out_new(struct event_base *base, struct conn *c, const char *local, const char *
     s->conn = c;
     s->opts = *opts;
     s->cbs = *cbs;
+    /* Ours until freed: a reload may drop the daemon's reference before STARTTLS. */
+    if (s->opts.tls != NULL)
+        tls_ctx_ref(s->opts.tls);
     snprintf(s->local, sizeof(s->local), "%s", local);
     snprintf(s->remote, sizeof(s->remote), "%s", remote);
     if (s->opts.xml.max_stanza_bytes == 0)

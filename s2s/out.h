@@ -21,6 +21,12 @@
  * (no STARTTLS when TLS is required, TLS or certificate failure, authentication refused).
  * Certificate policy (security level of the remote domain): SECURE needs a valid
  * certificate; DEFAULT and INSECURE continue with dialback when it is not valid.
+ *
+ * XEP-0288: with opts.bidi, <bidi/> is requested when the peer offers it and its
+ * certificate is valid for the remote domain (that certificate is what authenticates
+ * the peer's stanzas coming back); the peer may then send stanzas from the remote
+ * domain to our local domain on this stream (anything else closes it: invalid-from,
+ * host-unknown). Without a valid certificate no bidi is asked for.
  */
 #ifndef S2S_OUT_H
 #define S2S_OUT_H
@@ -55,6 +61,7 @@ struct out_opts {
     struct conn_timeouts timeouts;
     unsigned auth_timeout_ms; /* from connect to READY; 0: 30 s */
     unsigned keepalive_ms;    /* whitespace keepalive when READY; 0: off */
+    bool bidi; /* XEP-0288: ask for a bidirectional stream when offered (needs stanza_take) */
 };
 
 struct out_cbs {
@@ -68,6 +75,11 @@ struct out_cbs {
                           void *arg);
     /* The output fell back under its low-water mark after out_output_full() (optional). */
     void (*drained)(struct out_session *s, void *arg);
+    /*
+     * XEP-0288: a stanza the peer sent back over our stream (bidi only), checked: from
+     * the remote domain, whose certificate we verified, to our local domain. Takes st.
+     */
+    void (*stanza_take)(struct out_session *s, struct stanza *st, void *arg);
     /* Answer for a pair added with out_add_pair() (optional). */
     void (*pair_result)(struct out_session *s, const char *local, enum dialback_type type,
                         enum dialback_cond cond, void *arg);

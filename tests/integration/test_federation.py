@@ -179,10 +179,16 @@ def case_b_sasl_external(w, r):
         await X.close_all(alice, bob)
         return out, back
     res = X.run(scenario(), timeout=40)
-    w.proxy.wait_log(r"in: authenticated .* local=a\.test remote=b\.test "
-                     r"method=sasl-external", since=mark)
     w.proxy.wait_log(r"out: authenticated local=a\.test remote=b\.test .*"
                      r"method=sasl-external .*cert=valid dane=yes", since=mark)
+    if w.a is None:
+        w.proxy.wait_log(r"in: authenticated .* local=a\.test remote=b\.test "
+                         r"method=sasl-external", since=mark)
+    else:
+        # XEP-0288: b.test answered over the proxy's own stream (mod_s2s_bidi).
+        w.proxy.wait_log(r"out: bidi requested local=a\.test remote=b\.test", since=mark)
+        assert not P.log_search(w.proxy.log, r"in: authenticated .* remote=b\.test",
+                                since=mark), "b.test opened a stream of its own"
     if w.a is None:
         assert res[0] == "service-unavailable", res
         r.note(f"SASL EXTERNAL: b->proxy stanza and the proxy's answer over a new route "
@@ -190,7 +196,7 @@ def case_b_sasl_external(w, r):
     else:
         r.note(f"SASL EXTERNAL, first stanza to delivery: a->b {res[0] * 1000:.1f} ms "
                f"(new outbound route: DNS, TLS, DANE, SASL), b->a {res[1] * 1000:.1f} ms "
-               f"(b.test's new stream into the proxy)")
+               f"(back over the same stream, XEP-0288)")
 
 
 def case_c_dialback(w, r):
@@ -229,6 +235,32 @@ def case_c_dialback(w, r):
                f"outbound route: DNS, TLS, db:result, c.test's db:verify back to the proxy), "
                f"c->a {res[1] * 1000:.1f} ms (c.test's stream into the proxy, which it may have "
                f"opened already to verify the proxy's key)")
+
+
+def case_inbound_bidi(w, r):
+    """b.test restarts (the proxy's stream to it goes away), then speaks first: its new
+    stream into the proxy asks for bidi (XEP-0288), and the proxy's answer a->b goes
+    back over that stream instead of a new outbound one."""
+    w.b.restart()
+    w.proxy.wait_log(r"out: .*remote=b\.test.*(stream error from the peer|peer closed the "
+                     r"stream|connection lost)", timeout=15)
+    mark = w.proxy.mark()
+
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        first = await X.deliver(bob, alice, "b->a first", timeout=15)
+        back = await X.deliver(alice, bob, "a->b over b's stream", timeout=15)
+        await X.close_all(alice, bob)
+        return first, back
+    first, back = X.run(scenario(), timeout=40)
+    w.proxy.wait_log(r"in: authenticated .* local=a\.test remote=b\.test "
+                     r"method=sasl-external", since=mark)
+    w.proxy.wait_log(r"pool: route local=a\.test remote=b\.test uses the peer's "
+                     r"bidirectional stream", since=mark)
+    assert not P.log_search(w.proxy.log, r"out: authenticated local=a\.test remote=b\.test",
+                            since=mark), "the proxy opened a stream of its own"
+    r.note(f"inbound bidi: b->a {first * 1000:.1f} ms (b.test's new stream into the proxy), "
+           f"a->b {back * 1000:.1f} ms (back over it)")
 
 
 def case_not_found(w):
@@ -309,6 +341,7 @@ def main():
         r.case("b_test_sasl_external_both_ways", case_b_sasl_external, w, r)
         r.case("c_test_dialback_all_roles", case_c_dialback, w, r)
         if HAVE_LOCAL:
+            r.case("inbound_bidi_stream", case_inbound_bidi, w, r)
             r.case("remote_server_not_found", case_not_found, w)
             r.case("remote_server_timeout", case_timeout, w)
         r.case("idle_tls_stream_memory", case_idle_stream_memory, w, r)

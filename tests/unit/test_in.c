@@ -37,6 +37,7 @@
     "to='" to "' from='" from "' version='1.0'>"
 
 static struct testca *ca, *ca2;
+static struct testca_files fa;
 static struct tls_ctx *srv_ctx, *peer_ctx, *untrusted_ctx;
 
 static struct event_base *base;
@@ -210,7 +211,7 @@ group_setup(void **state)
     static const char *const b_dns[] = {"b.test", NULL};
     const struct testca_leaf a = {.dns = a_dns};
     const struct testca_leaf b = {.dns = b_dns};
-    struct testca_files fa, fb, fo;
+    struct testca_files fb, fo;
     struct tls_settings s = {0};
     struct tls_host h;
     char err[512];
@@ -624,6 +625,70 @@ test_tls_failure(void **state)
     assert_int_equal(got.auths, 0);
 }
 
+/* A reload drops the daemon's reference to the TLS context while a session has not
+ * started TLS yet: the session holds its own (ASan would catch a use after free). */
+static void
+test_tls_ctx_outlives_reload(void **state)
+{
+    struct in_opts o = default_opts();
+    struct tls_settings ts = {0};
+    struct tls_host h = {"a.test", fa.cert, fa.key};
+    char err[256];
+
+    (void)state;
+    ts.ca_file = testca_cert(ca);
+    o.tls = tls_ctx_new(&ts, &h, 1, err, sizeof(err));
+    assert_non_null(o.tls);
+    start(&o);
+    tls_ctx_unref(o.tls); /* the "reload" */
+    open_tls(peer_ctx, HDR("a.test", "b.test"));
+    assert_true(xp_has(&peer, "EXTERNAL"));
+}
+
+/* Hostile or broken input after TLS: each gets the named answer, none crashes (ASan). */
+static void
+test_hostile_inputs(void **state)
+{
+    static const struct {
+        const char *send, *expect;
+    } cases[] = {
+        {"<db:verify from='b.test' to='a.test'>k</db:verify>", "<bad-format"},
+        {"<db:result to='a.test'>k</db:result>", "<improper-addressing"},
+        {"<db:result from='b.test' to='a.test'></db:result>", "type='error'"},
+        {"<db:result from='b.test' to='a.test' type='valid'/>", "<not-authorized"},
+        {"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>!!notbase64</auth>",
+         "<incorrect-encoding/>"},
+        {"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>",
+         "<invalid-mechanism/>"},
+        {"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>Yy50ZXN0</auth>",
+         "<invalid-authzid/>"}, /* c.test while the header said b.test */
+        {"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<policy-violation"},
+        {"<iq type='get' id='1' from='b.test' to='a.test'/>", "<not-authorized"},
+        {"<!-- comment -->", "<restricted-xml"},
+        {"<a><b></a>", "<not-well-formed"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct in_opts o = default_opts();
+
+        memset(&got, 0, sizeof(got));
+        start(&o);
+        open_tls(untrusted_ctx, HDR("a.test", "b.test"));
+        xp_clear(&peer);
+        xp_send(&peer, cases[i].send);
+        if (!xp_wait(base, &peer, cases[i].expect))
+            fail_msg("case %zu: %s", i, cases[i].send);
+        assert_int_equal(got.stanzas, 0);
+        assert_int_equal(got.auths, 0);
+        xp_done(&peer);
+        if (sess != NULL)
+            in_close(sess, -1, "next case");
+        xp_run_until(base, all_gone, NULL, 10);
+        assert_int_equal(in_count(), 0);
+    }
+}
+
 /* XEP-0368: TLS from the first byte, then SASL EXTERNAL. */
 static void
 test_direct_tls(void **state)
@@ -665,6 +730,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_missing_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported_stanza_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_ctx_outlives_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_inputs, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

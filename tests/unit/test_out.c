@@ -43,7 +43,7 @@ static struct in_session *in;
 static struct xpeer sp; /* scripted server peer */
 
 static struct {
-    unsigned ready, failed, closed, in_stanzas, in_verifies, verify_results;
+    unsigned ready, failed, closed, in_stanzas, in_verifies, verify_results, bidi_stanzas;
     enum xmpp_stanza_error cond;
     char why[256];
     char v_local[64], v_remote[64], v_id[64], v_key[256];
@@ -95,7 +95,22 @@ o_closed(struct out_session *s, void *arg)
     out = NULL;
 }
 
-static const struct out_cbs ocbs = {o_ready, o_failed, o_verify_result, NULL, NULL, o_closed, NULL};
+static void
+o_stanza(struct out_session *s, struct stanza *st, void *arg)
+{
+    (void)s;
+    (void)arg;
+    ev.bidi_stanzas++;
+    stanza_free(st);
+}
+
+static const struct out_cbs ocbs = {
+    .ready = o_ready,
+    .failed = o_failed,
+    .verify_result = o_verify_result,
+    .stanza_take = o_stanza,
+    .closed = o_closed,
+};
 
 static struct out_opts
 oopts(struct tls_ctx *ctx)
@@ -491,6 +506,55 @@ test_tls_failure(void **state)
     assert_int_equal(ev.cond, XMPP_STANZA_ERR_REMOTE_SERVER_NOT_FOUND);
 }
 
+#define PEER_HDR                                                                                   \
+    "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "        \
+    "from='b.test' to='a.test' id='S1' version='1.0'>"
+
+static bool
+bidi_cond(void *arg)
+{
+    (void)arg;
+    return ev.bidi_stanzas > 0 || ev.closed > 0;
+}
+
+/* XEP-0288: the peer offers bidi after TLS, we ask for it (its certificate is valid),
+ * authenticate by SASL EXTERNAL, and take a stanza from b.test to a.test coming back on
+ * our stream; one from another domain closes it with invalid-from. */
+static void
+test_bidi(void **state)
+{
+    struct out_opts o = oopts(a_ctx);
+
+    (void)state;
+    o.bidi = true;
+    start_scripted(&o);
+    assert_true(xp_wait(base, &sp, "to='b.test'"));
+    xp_send(&sp, PEER_HDR "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>"
+                          "<required/></starttls></stream:features>");
+    assert_true(xp_wait(base, &sp, "<starttls"));
+    xp_clear(&sp);
+    xp_send(&sp, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert_int_equal(xp_starttls_server(&sp, b_ctx), 0);
+    assert_true(xp_wait(base, &sp, "to='b.test'"));
+    xp_send(&sp, PEER_HDR "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                          "<mechanism>EXTERNAL</mechanism></mechanisms>"
+                          "<bidi xmlns='urn:xmpp:features:bidi'/></stream:features>");
+    assert_true(xp_wait(base, &sp, "<bidi xmlns='urn:xmpp:bidi'/>"));
+    assert_true(xp_wait(base, &sp, "mechanism='EXTERNAL'"));
+    xp_clear(&sp);
+    xp_send(&sp, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    assert_true(xp_wait(base, &sp, "to='b.test'"));
+    xp_send(&sp, PEER_HDR "<stream:features/>");
+    wait_done();
+    assert_int_equal(ev.ready, 1);
+    xp_send(&sp, "<message from='u@b.test' to='v@a.test'><body>back</body></message>");
+    assert_true(xp_run_until(base, bidi_cond, NULL, 10));
+    assert_int_equal(ev.bidi_stanzas, 1);
+    xp_send(&sp, "<message from='u@evil.test' to='v@a.test'/>");
+    assert_true(xp_wait(base, &sp, "<invalid-from"));
+    assert_int_equal(ev.bidi_stanzas, 1);
+}
+
 int
 main(void)
 {
@@ -505,6 +569,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_peer_closes_mid_handshake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bidi, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

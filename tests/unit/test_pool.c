@@ -330,7 +330,7 @@ setup(void **state)
     struct sockaddr_storage ss;
     socklen_t len;
     struct pool_dns dns = {fake_resolve, fake_cancel, NULL};
-    struct pool_cbs cbs = {bounce_take, NULL};
+    struct pool_cbs cbs = {bounce_take, NULL, NULL};
     char err[256];
     int fd;
 
