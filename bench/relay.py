@@ -184,6 +184,36 @@ def fmt_row(name, full, rate):
             f"| {med(rate, 'lat_p999_us'):.0f} | {med(rate, 'cpu_per_100k'):.3f} |")
 
 
+def bench_policy(pdir):
+    """The policy of bench/bench_policy.c (same list, same 200 rules), as a section."""
+    with open(os.path.join(pdir, "block.txt"), "w") as f:
+        f.write("# generated block list\n")
+        for i in range(100000):
+            f.write(f"spam-{i}.blocked{i % 101}.example\n")
+    rules = ['{ name = "early"; kind = "iq"; ns = "urn:early"; action = "drop"; }']
+    i = 0
+    while len(rules) < 200:
+        k = i % 20
+        if k < 2:
+            rules.append('{ remote_list = "block.txt"; direction = "in"; action = "drop"; }')
+        elif k < 12:
+            rules.append(f'{{ kind = "message"; remote = ["r{i}.example", "*.r{i}.example"]; '
+                         'action = "bounce"; }')
+        elif k < 17:
+            rules.append(f'{{ ns = ["urn:example:ns{i}", "urn:example:other{i}"]; '
+                         'action = "bounce"; }')
+        else:
+            rules.append(f'{{ type = ["headline", "type{i}"]; action = "log"; }}')
+        i += 1
+    domains = ['{ name = "blocked"; list = "block.txt"; federate = "deny"; }']
+    domains += [f'{{ match = ["partner{i}.example", "*.partner{i}.example"]; '
+                'auth = "certificate"; }' for i in range(20)]
+    return ("policy = {\n  rate = { stanzas = 1e9; bytes = 1e12; };\n"
+            "  address_rate = { stanzas = 1e9; };\n"
+            "  domains = (\n    " + ",\n    ".join(domains) + "\n  );\n"
+            "  stanzas = (\n    " + ",\n    ".join(rules) + "\n  );\n};\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
@@ -199,6 +229,10 @@ def main():
     ap.add_argument("--pin", action="store_true",
                     help="relaying process on CPU 1, generator/sink/receiver on CPU 0")
     ap.add_argument("--only", default="proxy,prosody,tcp,reverse")
+    ap.add_argument("--policy", action="store_true",
+                    help="give the proxy bench_policy's policy: a 100,000-domain block list, "
+                         "200 stanza rules none of which match, domain and address rates "
+                         "too high to bite (policy on, nothing refused)")
     a = ap.parse_args()
     only = a.only.split(",")
     if a.pin:
@@ -263,6 +297,8 @@ listen = {{ starttls = [ "{IP}:{proxy_port}" ]; }};
 limits = {{ connections_per_ip = {a.idle + 100}; }};
 dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
 """)
+            if a.policy:
+                f.write(bench_policy(pdir))
             if knot:
                 f.write(f"""dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
         trust_anchor_file = "{knot.trust_anchor_file}";

@@ -715,9 +715,11 @@ xs_close(void *arg)
 {
     struct in_session *s = arg;
 
-    log_info("in: peer closed the stream id=%s peer=%s", s->id, conn_peer(s->conn));
+    /* After our stream error in the same read (the conn is gone) there is no one to
+     * answer. */
     if (s->state == IN_DEAD)
         return;
+    log_info("in: peer closed the stream id=%s peer=%s", s->id, conn_peer(s->conn));
     if (!s->header_sent)
         send_header(s);
     xmlstream_write_close(conn_output(s->conn));
