@@ -648,6 +648,20 @@ out_opts_fill(struct route *r, const struct dns_target *t, struct out_opts *o)
     o->dialback = c->dialback.enabled;
     o->dialback_secret = c->dialback.secret;
     o->level = conf_security_level(c, r->remote);
+    {
+        struct policy_rule_info entry;
+        const struct policy_terms *pt =
+            policy_terms(policy_facts_policy(c->policy), r->remote, &entry);
+
+        /* A certificate required by the policy: no dialback fallback on this stream (it
+         * fails as soon as the certificate is not valid: remote-server-not-found). */
+        if (pt->auth == POLICY_REQUIRE_CERTIFICATE && o->level != CONF_SEC_SECURE) {
+            log_info("pool: route local=%s remote=%s: policy rule=%s (%s:%u) requires a "
+                     "certificate (term=auth)",
+                     r->local, r->remote, entry.name, entry.file ? entry.file : "-", entry.line);
+            o->level = CONF_SEC_SECURE;
+        }
+    }
     o->srv_target = r->targets->fallback ? NULL : t->host;
     o->srv_secure = !r->targets->fallback && srv->sec == DNS_SEC_SECURE;
     if (t->tlsa_queried && t->tlsa.status == DNS_OK && t->tlsa.sec == DNS_SEC_SECURE) {

@@ -227,15 +227,12 @@ deliver_local(struct router *r, struct stanza *st)
  * Returns the wait in nanoseconds (0: none).
  */
 static uint64_t
-inbound_rate(struct router *r, struct insess *is, const struct stanza *st)
+inbound_rate(struct router *r, struct insess *is, const struct stanza *st, const char *remote)
 {
-    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
     uint64_t wait;
     unsigned ms;
     struct timeval tv;
 
-    if (stanza_domains(st, true, local, remote) == -1)
-        return 0;
     wait = policy_rate(policy_facts_policy(r->conf->policy), r->lim, POLICY_IN, remote,
                        is != NULL && is->address[0] != '\0' ? is->address : NULL,
                        stanza_wire_bytes(st), ratelimit_now());
@@ -266,9 +263,12 @@ release_cb(evutil_socket_t fd, short what, void *arg)
         struct stanza *st = h->st;
         uint64_t wait;
 
+        char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+
         TAILQ_REMOVE(&is->held, h, entry);
         free(h);
-        wait = inbound_rate(is->r, is, st);
+        wait =
+            stanza_domains(st, true, local, remote) == 0 ? inbound_rate(is->r, is, st, remote) : 0;
         deliver_local(is->r, st);
         if (wait > 0)
             return;
@@ -282,9 +282,9 @@ static void
 router_inbound(struct router *r, struct stanza *st, struct insess *is)
 {
     char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    bool known = stanza_domains(st, true, local, remote) == 0;
 
-    if (stanza_domains(st, true, local, remote) == 0 &&
-        !stanza_allowed(r, st, POLICY_IN, local, remote))
+    if (known && !stanza_allowed(r, st, POLICY_IN, local, remote))
         return;
     if (is != NULL && (!TAILQ_EMPTY(&is->held) || evtimer_pending(is->ev_release, NULL))) {
         /* read before the pause took effect: it waits its turn (delivered late, not lost) */
@@ -296,7 +296,8 @@ router_inbound(struct router *r, struct stanza *st, struct insess *is)
         TAILQ_INSERT_TAIL(&is->held, h, entry);
         return;
     }
-    inbound_rate(r, is, st);
+    if (known)
+        inbound_rate(r, is, st, remote);
     deliver_local(r, st);
 }
 
@@ -368,7 +369,18 @@ static enum conf_sec_level
 in_security(const char *remote, void *arg)
 {
     struct insess *is = arg;
+    struct policy_rule_info entry;
+    const struct policy_terms *t =
+        policy_terms(policy_facts_policy(is->r->conf->policy), remote, &entry);
 
+    /* A policy that wants a certificate for remote makes it a "secure" domain for the
+     * session: dialback without a valid certificate is refused at once (not-authorized)
+     * instead of after a db:verify round trip. */
+    if (t->auth == POLICY_REQUIRE_CERTIFICATE) {
+        log_info("router: remote=%s: policy rule=%s requires a certificate (term=auth)", remote,
+                 entry.name);
+        return CONF_SEC_SECURE;
+    }
     return conf_security_level(is->r->conf, remote);
 }
 

@@ -217,8 +217,14 @@ def case_require_certificates(w, r):
     px.reload(inc=CERTS)
     cond, got = _refused_inbound(w, w.c, "carol")
     assert got is None, got
-    px.wait_log(r"remote=c\.test.*refused: .*term=auth rule=need-cert", since=mark)
+    px.wait_log(r"router: remote=c\.test: policy rule=need-cert requires a certificate "
+                r"\(term=auth\)", since=mark)
+    px.wait_log(r"in: dialback .*remote=c\.test result=error error=not-authorized", since=mark)
     out = _bounce(w, (w.a, "alice"), "carol@c.test", timeout=25)
+    # the policy made c.test "secure" for the outbound stream: no dialback fallback
+    assert out == "remote-server-not-found", out
+    px.wait_log(r"pool: route local=a\.test remote=c\.test: policy rule=need-cert .*"
+                r"requires a certificate \(term=auth\)", since=mark)
     _delivers(w, (w.b, "bob"), (w.a, "alice"), "b->a with a certificate")
     _delivers(w, (w.a, "alice"), (w.b, "bob"), "a->b with a certificate")
     r.note(f"certificates required: c.test (dialback only) refused in ({cond}) and out "
