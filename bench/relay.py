@@ -184,7 +184,7 @@ def fmt_row(name, full, rate):
             f"| {med(rate, 'lat_p999_us'):.0f} | {med(rate, 'cpu_per_100k'):.3f} |")
 
 
-def bench_policy(pdir):
+def bench_policy(pdir, rates=True):
     """The policy of bench/bench_policy.c (same list, same 200 rules), as a section."""
     with open(os.path.join(pdir, "block.txt"), "w") as f:
         f.write("# generated block list\n")
@@ -208,8 +208,9 @@ def bench_policy(pdir):
     domains = ['{ name = "blocked"; list = "block.txt"; federate = "deny"; }']
     domains += [f'{{ match = ["partner{i}.example", "*.partner{i}.example"]; '
                 'auth = "certificate"; }' for i in range(20)]
-    return ("policy = {\n  rate = { stanzas = 1e9; bytes = 1e12; };\n"
-            "  address_rate = { stanzas = 1e9; };\n"
+    rate = ("  rate = { stanzas = 1e9; bytes = 1e12; };\n"
+            "  address_rate = { stanzas = 1e9; };\n") if rates else ""
+    return ("policy = {\n" + rate +
             "  domains = (\n    " + ",\n    ".join(domains) + "\n  );\n"
             "  stanzas = (\n    " + ",\n    ".join(rules) + "\n  );\n};\n")
 
@@ -233,6 +234,8 @@ def main():
                     help="give the proxy bench_policy's policy: a 100,000-domain block list, "
                          "200 stanza rules none of which match, domain and address rates "
                          "too high to bite (policy on, nothing refused)")
+    ap.add_argument("--policy-no-rates", action="store_true",
+                    help="with --policy: leave out the two rate limits (list and rules only)")
     a = ap.parse_args()
     only = a.only.split(",")
     if a.pin:
@@ -298,7 +301,7 @@ limits = {{ connections_per_ip = {a.idle + 100}; }};
 dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
 """)
             if a.policy:
-                f.write(bench_policy(pdir))
+                f.write(bench_policy(pdir, rates=not a.policy_no_rates))
             if knot:
                 f.write(f"""dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
         trust_anchor_file = "{knot.trust_anchor_file}";
