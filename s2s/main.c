@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "dns/resolver.h"
+#include "s2s/cmd_audit.h"
+#include "s2s/cmd_policy_check.h"
 #include "s2s/cmd_resolve.h"
 #include "s2s/conf.h"
 #include "s2s/daemon.h"
@@ -37,8 +39,14 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"audit", cmd_audit,
+     "[-c FILE] [--json] [--as DOMAIN] [-4|-6] [--timeout S] [--min-grade G] [-f FILE] [-j N] "
+     "DOMAIN...",
+     "graded federation security report"},
     {"resolve", cmd_resolve, "[-c FILE] [--json] DOMAIN",
      "the s2s targets of DOMAIN, in try order"},
+    {"policy-check", cmd_policy_check, "-c FILE --from JID --to JID [OPTIONS] [--json]",
+     "what the policy decides for one stanza, and which rule decided"},
     {NULL, NULL, NULL, NULL},
 };
 
