@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,20 @@ struct ctl_client {
     struct bufferevent *bev;
     bool answered;
 };
+
+static json_t *error_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_t *
+error_json(const char *fmt, ...)
+{
+    char buf[1200];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    return json_pack("{s:s}", "error", buf);
+}
 
 /* --- facts --------------------------------------------------------------------------- */
 
@@ -368,7 +383,7 @@ answer_close(const char *target)
     }
     if (json_array_size(ids) == 0) {
         json_decref(ids);
-        return json_pack("{s:s+}", "error", "no live stream with id or remote domain ", target);
+        return error_json("no live stream with id or remote domain \"%s\"", target);
     }
     json_array_foreach(ids, i, v)
     {
@@ -389,7 +404,7 @@ answer_reload(const struct ctl_env *env)
     if (env->d == NULL)
         return json_pack("{s:s}", "error", "reload: no daemon");
     if (daemon_reload_why(env->d, err, sizeof(err)) == -1)
-        return json_pack("{s:s+}", "error", "reload refused, running configuration kept: ", err);
+        return error_json("reload refused, running configuration kept: %s", err);
     return json_pack("{s:s}", "reloaded", daemon_conf(env->d)->path);
 }
 
@@ -419,7 +434,7 @@ ctl_answer(const struct ctl_env *env, const char *line)
         return answer_close(arg);
     }
     if (n != 1)
-        return json_pack("{s:s+}", "error", cmd, ": takes no argument");
+        return error_json("%s: takes no argument", cmd);
     if (strcmp(cmd, "streams") == 0)
         return answer_streams(env);
     if (strcmp(cmd, "domains") == 0)
@@ -430,8 +445,9 @@ ctl_answer(const struct ctl_env *env, const char *line)
         return answer_reload(env);
     if (strcmp(cmd, "policy") == 0)
         return answer_policy();
-    return json_pack("{s:s+++}", "error", "unknown command \"", cmd,
-                     "\"; try: streams, domains, stats, close DOMAIN|STREAM-ID, reload, policy");
+    return error_json("unknown command \"%s\"; try: streams, domains, stats, close "
+                      "DOMAIN|STREAM-ID, reload, policy",
+                      cmd);
 }
 
 /* --- the socket ---------------------------------------------------------------------- */
