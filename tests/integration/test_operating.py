@@ -281,6 +281,12 @@ def main():
         r.case("ctl_malformed_commands", case_malformed, w)
         r.case("ctl_socket_refuses_nobody", case_socket_refuses_nobody, w)
         r.case("eventlog_lines_are_json", case_eventlog, w)
+        if os.environ.get("S2S_SHOW"):  # examples for the README
+            for args in (["streams"], ["domains"], ["stats"]):
+                print(w.proxy.ctl(*args).stdout)
+            print(w.proxy.metrics()[0])
+            with open(w.proxy.events) as f:
+                print(f.read())
         r.case("all_processes_alive", procs.check)
         w.silent.close()
         if r.failed:
