@@ -18,8 +18,10 @@
 #include "s2s/log.h"
 #include "s2s/stats.h"
 
-#define NS_TLS  "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_TLS          "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL         "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIDI         "urn:xmpp:bidi"
+#define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 
 #define DOMAIN_BUF 256
 
@@ -47,6 +49,7 @@ struct in_session {
     unsigned sasl_failures;
     char sasl_local[DOMAIN_BUF], sasl_remote[DOMAIN_BUF];
     bool authenticated; /* at least one pair: the auth timer is off */
+    bool bidi;          /* XEP-0288: the peer asked for a bidirectional stream */
     struct dialback_pairs *pairs;
     char *secret;
     struct peerauth auth;
@@ -130,6 +133,10 @@ send_features(struct in_session *s)
             evbuffer_add_printf(out,
                                 "<dialback xmlns='" DIALBACK_FEATURE_NS "'><errors/></dialback>");
     }
+    /* XEP-0288 §2: offered on the encrypted stream (we send back only when our own
+     * certificate is what the peer checked: the peer decides that, not us). */
+    if (tls && s->opts.bidi && !s->bidi)
+        evbuffer_add_printf(out, "<bidi xmlns='" NS_BIDI_FEATURE "'/>");
     evbuffer_add_printf(out, "</stream:features>");
 }
 
@@ -598,6 +605,15 @@ xs_stanza(void *arg, struct stanza *st)
         handle_db_verify(s, st);
         goto drop;
     }
+    if (stanza_ns_eq(ns, NS_BIDI) && strcmp(name, "bidi") == 0) {
+        if (!s->opts.bidi || !conn_is_tls(s->conn)) {
+            in_stream_error(s, XMPP_STREAM_ERR_POLICY_VIOLATION, "bidi was not offered");
+            goto drop;
+        }
+        log_debug("in: id=%s peer=%s asks for a bidirectional stream", s->id, conn_peer(s->conn));
+        s->bidi = true;
+        goto drop;
+    }
     if (!is_stanza(st)) {
         in_stream_error(s,
                         s->authenticated ? XMPP_STREAM_ERR_UNSUPPORTED_STANZA_TYPE
@@ -835,6 +851,22 @@ in_new(struct event_base *base, struct conn *c, const struct in_opts *opts,
         }
     }
     return s;
+}
+
+bool
+in_bidi(const struct in_session *s)
+{
+    return s->bidi && s->state != IN_DEAD && s->state != IN_CLOSING;
+}
+
+int
+in_send(struct in_session *s, const char *local, const char *remote, struct stanza *st)
+{
+    if (!in_bidi(s) || s->conn == NULL || !in_authorized(s, local, remote))
+        return -1;
+    stanza_serialize_flags(st, conn_output(s->conn), STANZA_NS_SERVER, STANZA_SER_DB_DECLARED);
+    stanza_free(st);
+    return 0;
 }
 
 const char *

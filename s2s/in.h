@@ -31,6 +31,8 @@
  * - db:verify (authoritative role) is answered from the dialback secret on any stream,
  *   before authentication, but after TLS when TLS is required.
  * - Not authenticated within auth_timeout_ms: <connection-timeout/>.
+ * - XEP-0288: with opts.bidi, <bidi xmlns='urn:xmpp:features:bidi'/> is offered after TLS;
+ *   a <bidi/> request makes in_bidi() true (the owner may then send with in_send()).
  */
 #ifndef S2S_IN_H
 #define S2S_IN_H
@@ -59,6 +61,7 @@ struct in_opts {
     unsigned dialback_pairs;    /* 0: DIALBACK_DEFAULT_MAX_PAIRS */
     unsigned auth_timeout_ms;   /* 0: 30 s */
     struct conn_timeouts timeouts;
+    bool bidi; /* XEP-0288: offer bidirectional streams */
 };
 
 struct in_cbs {
@@ -94,6 +97,14 @@ struct in_session *in_new(struct event_base *base, struct conn *c, const struct 
  */
 void in_dialback_verdict(struct in_session *s, const char *local, const char *remote,
                          enum dialback_type verdict, enum dialback_cond cond);
+
+/*
+ * XEP-0288: the peer asked for a bidirectional stream, so stanzas for its authenticated
+ * pairs may go back over it. in_send() takes st and writes it when (local, remote) is
+ * authenticated here and the stream is bidi; -1 otherwise (st is still the caller's).
+ */
+bool in_bidi(const struct in_session *s);
+int in_send(struct in_session *s, const char *local, const char *remote, struct stanza *st);
 
 /* Graceful close (shutdown, idle): a stream error when cond >= 0, then </stream:stream>. */
 void in_close(struct in_session *s, int cond, const char *why);

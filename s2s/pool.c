@@ -77,9 +77,11 @@ struct route {
     size_t tidx;             /* index of the target the current stream went to */
     struct connector *k;
     struct out_session *out;
-    unsigned nouts;         /* out sessions alive for this route, closing ones included */
-    struct route *host;     /* pooling: the route whose stream this one rides on (not owned) */
-    bool no_pooling;        /* the host stream refused this pair: use a stream of our own */
+    unsigned nouts;     /* out sessions alive for this route, closing ones included */
+    struct route *host; /* pooling: the route whose stream this one rides on (not owned) */
+    bool no_pooling;    /* the host stream refused this pair: use a stream of our own */
+    bool via_bidi;      /* READY on a peer's inbound stream (XEP-0288) */
+    struct pool_bidi bidi;
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
     double started;         /* s2s_now() at RESOLVING: DNS and set-up latencies */
@@ -295,10 +297,11 @@ route_fail_ex(struct route *r, enum xmpp_stanza_error cond, const char *why, boo
     r->dnsreq = NULL;
     connector_cancel(r->k);
     r->k = NULL;
-    if (r->host != NULL) {
-        /* riding on another route's stream: leave that stream alone */
+    if (r->host != NULL || r->via_bidi) {
+        /* riding on another stream: leave that stream alone */
         r->host = NULL;
         r->out = NULL;
+        r->via_bidi = false;
     }
     if (r->out != NULL && close_out)
         out_close(r->out, why); /* its callbacks are ignored while FAILED */
@@ -324,6 +327,23 @@ route_fail(struct route *r, enum xmpp_stanza_error cond, const char *why)
 
 static void route_ready(struct route *r);
 
+static void route_detach(struct route *r, bool restart);
+
+static bool
+route_writable(const struct route *r)
+{
+    return r->via_bidi || !out_output_full(r->out);
+}
+
+/* 0 when written; -1 when a bidi stream refused it (st is still ours). */
+static int
+route_write(struct route *r, struct stanza *st)
+{
+    if (r->via_bidi)
+        return r->bidi.send(r->bidi.ctx, r->local, r->remote, st);
+    return out_send(r->out, st) == 0 ? 0 : 1;
+}
+
 /* Writes queued stanzas while the stream takes them; what is left waits for DRAINED
  * (the queue stays bounded and its timer runs: a peer that stops reading for
  * timeouts.queue fails the route). */
@@ -332,11 +352,18 @@ route_flush(struct route *r)
 {
     struct qitem *q;
 
-    while ((q = TAILQ_FIRST(&r->queue)) != NULL && !out_output_full(r->out)) {
+    while ((q = TAILQ_FIRST(&r->queue)) != NULL && route_writable(r)) {
+        int rc = route_write(r, q->st);
+
+        if (rc == -1) {
+            /* the bidi stream is going: the stanza stays first in line */
+            route_detach(r, true);
+            return;
+        }
         TAILQ_REMOVE(&r->queue, q, entry);
         r->qn--;
         r->qbytes -= q->bytes;
-        if (out_send(r->out, q->st) == 0)
+        if (rc == 0)
             s2s_stats.out_delivered++;
         free(q);
     }
@@ -455,6 +482,7 @@ route_detach(struct route *r, bool restart)
 {
     r->host = NULL;
     r->out = NULL;
+    r->via_bidi = false;
     event_del(r->ev_idle);
     route_set_state(r, R_IDLE);
     fail_verifies(r, DIALBACK_ERR_REMOTE_CONNECTION_FAILED);
@@ -664,7 +692,7 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (r->host != NULL) {
+    if (r->host != NULL || r->via_bidi) {
         route_detach(r, false);
         route_maybe_free(r);
         return;
@@ -739,13 +767,17 @@ pool_send(struct pool *p, const char *local, const char *remote, struct stanza *
         return;
     }
     r = route_find(p, local, remote);
-    if (r != NULL && r->state == R_READY && r->qn == 0 && !out_output_full(r->out)) {
+    if (r != NULL && r->state == R_READY && r->qn == 0 && route_writable(r)) {
         struct timeval tv = tv_of(c->timeouts.route_idle);
+        int rc = route_write(r, st);
 
-        if (out_send(r->out, st) == 0)
+        if (rc == 0)
             s2s_stats.out_delivered++;
-        evtimer_add(r->ev_idle, &tv);
-        return;
+        if (rc != -1) {
+            evtimer_add(r->ev_idle, &tv);
+            return;
+        }
+        route_detach(r, false); /* the bidi stream is going: queue and start our own */
     }
     if ((r == NULL || r->state == R_IDLE) && remote_in_backoff(p, remote, &rd)) {
         bounce(p, st, rd->cond, rd->why);
@@ -803,6 +835,38 @@ pool_dialback_verify(struct pool *p, const char *local, const char *remote, cons
     else if (r->state == R_IDLE)
         route_start(r);
     return v;
+}
+
+void
+pool_bidi_add(struct pool *p, const char *local, const char *remote, const struct pool_bidi *b)
+{
+    struct route *r;
+
+    if (p->shutting_down)
+        return;
+    r = route_get(p, local, remote);
+    if (r->state != R_IDLE) {
+        route_maybe_free(r);
+        return; /* a stream of our own is up or coming: keep it */
+    }
+    log_info("pool: route local=%s remote=%s uses the peer's bidirectional stream", local, remote);
+    r->via_bidi = true;
+    r->bidi = *b;
+    route_ready(r);
+}
+
+void
+pool_bidi_remove(struct pool *p, void *ctx)
+{
+    struct route *r, *next;
+
+    for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, entry);
+        if (r->via_bidi && r->bidi.ctx == ctx) {
+            route_detach(r, true);
+            route_maybe_free(r);
+        }
+    }
 }
 
 void
@@ -882,6 +946,10 @@ pool_shutdown(struct pool *p)
     p->shutting_down = true;
     for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
         next = TAILQ_NEXT(r, entry);
+        if (r->state == R_READY && r->via_bidi) {
+            route_detach(r, false); /* the router closes the inbound streams */
+            continue;
+        }
         if (r->state == R_READY) {
             out_close(r->out, "shutdown");
             continue;

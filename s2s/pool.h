@@ -24,8 +24,8 @@
  *   - A stream that fails TLS, authentication or the stream itself gives way to the next
  *     DNS target before the route fails.
  *   - XEP-0288: outbound streams ask for bidi when the peer offers it and its certificate
- *     is valid; what comes back goes to cbs->inbound_take. Inbound streams do not offer
- *     it (our stanzas always go over our own outbound streams).
+ *     is valid; what comes back goes to cbs->inbound_take. Inbound bidi streams are used
+ *     through pool_bidi_add().
  *
  * Dialback receiving role: pool_dialback_verify() sends <db:verify/> on the route
  * (local, remote), starting it when needed; identical requests (same pair, id and key)
@@ -72,6 +72,21 @@ struct pool_dns pool_dns_resolver(struct dns_resolver *res, int flags);
 
 /* Takes st: delivered, queued or bounced. local and remote are lower-case domains. */
 void pool_send(struct pool *p, const char *local, const char *remote, struct stanza *st);
+
+/*
+ * XEP-0288: an inbound stream whose peer asked for bidi and authenticated remote towards
+ * local may carry our stanzas for (local, remote). An IDLE route becomes READY on it
+ * (a route with a stream of its own keeps it). send takes st and returns 0, or -1
+ * leaving st with the pool (the route then goes back to its own stream).
+ */
+struct pool_bidi {
+    int (*send)(void *ctx, const char *local, const char *remote, struct stanza *st);
+    void *ctx;
+};
+void pool_bidi_add(struct pool *p, const char *local, const char *remote,
+                   const struct pool_bidi *b);
+/* The inbound stream ctx is gone: routes on it go IDLE (and restart if stanzas wait). */
+void pool_bidi_remove(struct pool *p, void *ctx);
 
 typedef void (*pool_verify_fn)(enum dialback_type type, enum dialback_cond cond, void *arg);
 /* Asks remote's authoritative server about key; fn runs once (from the loop) unless

@@ -236,6 +236,27 @@ in_verify(struct in_session *s, const char *local, const char *remote, const cha
     }
 }
 
+static int
+bidi_send(void *ctx, const char *local, const char *remote, struct stanza *st)
+{
+    struct insess *is = ctx;
+
+    return in_send(is->s, local, remote, st);
+}
+
+/* XEP-0288: a bidi stream authenticated remote -> local carries local -> remote too. */
+static void
+in_authenticated(struct in_session *s, const char *local, const char *remote,
+                 enum peerauth_method how, void *arg)
+{
+    struct insess *is = arg;
+    struct pool_bidi b = {bidi_send, is};
+
+    (void)how;
+    if (in_bidi(s))
+        pool_bidi_add(is->r->pool, local, remote, &b);
+}
+
 static void
 in_closed(struct in_session *s, void *arg)
 {
@@ -244,6 +265,7 @@ in_closed(struct in_session *s, void *arg)
     struct waiter *w;
 
     (void)s;
+    pool_bidi_remove(r->pool, is);
     while ((w = LIST_FIRST(&is->waiters)) != NULL) {
         LIST_REMOVE(w, entry);
         pool_verify_cancel(r->pool, w->pv);
@@ -276,13 +298,14 @@ in_opts_fill(const struct router *r, bool direct, struct in_opts *o)
     o->auth_timeout_ms = (unsigned)(c->timeouts.authenticate * 1000);
     o->timeouts.tls_ms = (unsigned)(c->timeouts.tls_handshake * 1000);
     o->timeouts.idle_ms = (unsigned)(c->timeouts.idle * 1000);
+    o->bidi = true;
 }
 
 static void
 on_accept(struct conn *c, bool direct, struct listen_slot *slot, void *arg)
 {
-    static const struct in_cbs cbs_tmpl = {in_hosted, in_security, in_stanza, in_verify,
-                                           NULL,      in_closed,   NULL};
+    static const struct in_cbs cbs_tmpl = {in_hosted,        in_security, in_stanza, in_verify,
+                                           in_authenticated, in_closed,   NULL};
     struct router *r = arg;
     struct in_cbs cbs = cbs_tmpl;
     struct in_opts o;

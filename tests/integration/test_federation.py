@@ -237,6 +237,32 @@ def case_c_dialback(w, r):
                f"opened already to verify the proxy's key)")
 
 
+def case_inbound_bidi(w, r):
+    """b.test restarts (the proxy's stream to it goes away), then speaks first: its new
+    stream into the proxy asks for bidi (XEP-0288), and the proxy's answer a->b goes
+    back over that stream instead of a new outbound one."""
+    w.b.restart()
+    w.proxy.wait_log(r"out: .*remote=b\.test.*(stream error from the peer|peer closed the "
+                     r"stream|connection lost)", timeout=15)
+    mark = w.proxy.mark()
+
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        first = await X.deliver(bob, alice, "b->a first", timeout=15)
+        back = await X.deliver(alice, bob, "a->b over b's stream", timeout=15)
+        await X.close_all(alice, bob)
+        return first, back
+    first, back = X.run(scenario(), timeout=40)
+    w.proxy.wait_log(r"in: authenticated .* local=a\.test remote=b\.test "
+                     r"method=sasl-external", since=mark)
+    w.proxy.wait_log(r"pool: route local=a\.test remote=b\.test uses the peer's "
+                     r"bidirectional stream", since=mark)
+    assert not P.log_search(w.proxy.log, r"out: authenticated local=a\.test remote=b\.test",
+                            since=mark), "the proxy opened a stream of its own"
+    r.note(f"inbound bidi: b->a {first * 1000:.1f} ms (b.test's new stream into the proxy), "
+           f"a->b {back * 1000:.1f} ms (back over it)")
+
+
 def case_not_found(w):
     async def scenario():
         alice = await w.user(w.a, "alice")
@@ -315,6 +341,7 @@ def main():
         r.case("b_test_sasl_external_both_ways", case_b_sasl_external, w, r)
         r.case("c_test_dialback_all_roles", case_c_dialback, w, r)
         if HAVE_LOCAL:
+            r.case("inbound_bidi_stream", case_inbound_bidi, w, r)
             r.case("remote_server_not_found", case_not_found, w)
             r.case("remote_server_timeout", case_timeout, w)
         r.case("idle_tls_stream_memory", case_idle_stream_memory, w, r)

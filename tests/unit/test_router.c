@@ -332,11 +332,14 @@ test_federation_sasl_external(void **state)
     assert_string_equal(B.last_to, "v@b.test");
     assert_int_equal(s2s_stats.auth_sasl, sasl + 1);
     printf("# new route, SASL EXTERNAL, loopback: first stanza delivered after %.1f ms\n", t1 - t0);
-    /* The other direction: B opens its own stream to A. */
+    /* The other direction goes back over A's stream (XEP-0288: A asked for bidi, B's
+     * inbound session offered it): B opens no stream of its own. */
     router_outbound(B.r, msg("v@b.test", "u@a.test/r"));
     wait_got(&A, 1);
     assert_string_equal(A.last_to, "u@a.test/r");
-    assert_int_equal(s2s_stats.auth_sasl, sasl + 2);
+    assert_int_equal(s2s_stats.auth_sasl, sasl + 1);
+    assert_int_equal(pool_streams(router_pool(B.r)), 0);
+    assert_int_equal(pool_streams(router_pool(A.r)), 1);
 }
 
 static void
