@@ -134,9 +134,9 @@ stream_json(const struct ctl_env *env, const struct s2s_stream *st, double now)
         "id", id, "direction", st->outbound ? "out" : "in", "pairs", pairs, "peer", st->peer,
         "state", st->ops->state(st->session), "tls_version", tls, "cipher", cipher, "certificate",
         ctl_cert_status(st->auth), "auth", peerauth_method_name(st->auth->method), "age",
-        now - st->started, "idle", now - st->last_active, "stanzas_in", (json_int_t)st->stanzas_in,
-        "stanzas_out", (json_int_t)st->stanzas_out, "bytes_in",
-        (json_int_t)(cs != NULL ? cs->bytes_in : 0), "bytes_out",
+        now - st->started, "idle", now > st->last_active ? now - st->last_active : 0.0,
+        "stanzas_in", (json_int_t)st->stanzas_in, "stanzas_out", (json_int_t)st->stanzas_out,
+        "bytes_in", (json_int_t)(cs != NULL ? cs->bytes_in : 0), "bytes_out",
         (json_int_t)(cs != NULL ? cs->bytes_out : 0), "queue", (json_int_t)stream_queued(env, st));
     if (st->outbound) {
         json_object_set_new(o, "dnssec", json_boolean(st->auth->dnssec));

@@ -565,7 +565,7 @@ handle_stanza(struct in_session *s, struct stanza *st)
     }
     s2s_stats.in_accepted++;
     s->st.stanzas_in++;
-    s->st.last_active = s2s_now();
+    s->st.last_active = s2s_now_coarse();
     s->cbs.stanza_take(s, st, s->cbs.arg);
     return;
 drop:

@@ -574,7 +574,7 @@ handle_bidi_stanza(struct out_session *s, struct stanza *st)
     else {
         s2s_stats.in_accepted++;
         s->st.stanzas_in++;
-        s->st.last_active = s2s_now();
+        s->st.last_active = s2s_now_coarse();
         s->cbs.stanza_take(s, st, s->cbs.arg);
         return;
     }
@@ -898,7 +898,7 @@ out_send(struct out_session *s, struct stanza *st)
     stanza_serialize_flags(st, conn_output(s->conn), STANZA_NS_SERVER, STANZA_SER_DB_DECLARED);
     stanza_free(st);
     s->st.stanzas_out++;
-    s->st.last_active = s2s_now();
+    s->st.last_active = s2s_now_coarse();
     return 0;
 }
 

@@ -34,6 +34,8 @@ struct s2s_hist {
 void s2s_hist_observe(struct s2s_hist *h, double secs);
 /* Monotonic seconds (CLOCK_MONOTONIC), for latencies and ages. */
 double s2s_now(void);
+/* The same clock, coarse (a few ms): for per-stanza time stamps. */
+double s2s_now_coarse(void);
 
 struct s2s_stats {
     uint64_t in_accepted;  /* checked inbound stanzas handed on */
