@@ -102,6 +102,15 @@ stream_tls(const struct s2s_stream *st, const char **cipher)
     return NULL;
 }
 
+/* The coarse stamp may lag the precise clock by a tick: idle stays within 0..age. */
+static double
+stream_idle(const struct s2s_stream *st, double now)
+{
+    double idle = now - st->last_active, age = now - st->started;
+
+    return idle < 0 ? 0 : idle > age ? age : idle;
+}
+
 static size_t
 stream_queued(const struct ctl_env *env, const struct s2s_stream *st)
 {
@@ -134,9 +143,9 @@ stream_json(const struct ctl_env *env, const struct s2s_stream *st, double now)
         "id", id, "direction", st->outbound ? "out" : "in", "pairs", pairs, "peer", st->peer,
         "state", st->ops->state(st->session), "tls_version", tls, "cipher", cipher, "certificate",
         ctl_cert_status(st->auth), "auth", peerauth_method_name(st->auth->method), "age",
-        now - st->started, "idle", now > st->last_active ? now - st->last_active : 0.0,
-        "stanzas_in", (json_int_t)st->stanzas_in, "stanzas_out", (json_int_t)st->stanzas_out,
-        "bytes_in", (json_int_t)(cs != NULL ? cs->bytes_in : 0), "bytes_out",
+        now - st->started, "idle", stream_idle(st, now), "stanzas_in", (json_int_t)st->stanzas_in,
+        "stanzas_out", (json_int_t)st->stanzas_out, "bytes_in",
+        (json_int_t)(cs != NULL ? cs->bytes_in : 0), "bytes_out",
         (json_int_t)(cs != NULL ? cs->bytes_out : 0), "queue", (json_int_t)stream_queued(env, st));
     if (st->outbound) {
         json_object_set_new(o, "dnssec", json_boolean(st->auth->dnssec));
@@ -403,6 +412,8 @@ answer_reload(const struct ctl_env *env)
 
     if (env->d == NULL)
         return json_pack("{s:s}", "error", "reload: no daemon");
+    if (daemon_shutting_down(env->d)) /* as for SIGHUP: it would re-open what just closed */
+        return json_pack("{s:s}", "error", "reload refused: shutting down");
     if (daemon_reload_why(env->d, err, sizeof(err)) == -1)
         return error_json("reload refused, running configuration kept: %s", err);
     return json_pack("{s:s}", "reloaded", daemon_conf(env->d)->path);

@@ -83,7 +83,8 @@ s2s_stream_register(struct s2s_stream *st, bool outbound, void *session,
     st->session = session;
     st->ops = ops;
     st->auth = auth;
-    st->started = st->last_active = s2s_now();
+    st->started = s2s_now();
+    st->last_active = s2s_now_coarse();
     TAILQ_INSERT_TAIL(&s2s_streams, st, entry);
     notify(S2S_STREAM_OPENED, st);
 }

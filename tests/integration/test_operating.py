@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import sys
+import urllib.error
 import urllib.request
 
 sys.dont_write_bytecode = True
@@ -179,6 +180,26 @@ def case_metrics_agree(w, r):
     r.note(f"/metrics: {len(fams)} families, {len(text)} bytes")
 
 
+def case_probe(w, r):
+    url = f"http://127.0.0.1:{w.proxy.metrics_port}/probe?domain=b.test"
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        text = resp.read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert sample(fams, "s2sproxy_probe_success", domain="b.test") == 1, text
+    assert sample(fams, "s2sproxy_probe_endpoints", domain="b.test") >= 1, text
+    assert 0 <= sample(fams, "s2sproxy_probe_grade", domain="b.test") <= 8, text
+    days = sample(fams, "s2sproxy_probe_cert_days_left", domain="b.test")
+    assert days > 0, text  # the test CA's fresh certificate
+    r.note(f"/probe?domain=b.test: grade {sample(fams, 's2sproxy_probe_grade', domain='b.test')}"
+           f", score {sample(fams, 's2sproxy_probe_score', domain='b.test')}, "
+           f"{sample(fams, 's2sproxy_probe_duration_seconds', domain='b.test'):.2f} s")
+    try:
+        urllib.request.urlopen(url.replace("domain=", "dom="), timeout=10)
+        raise AssertionError("/probe without domain accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 400, e
+
+
 def case_close_and_new_stream(w):
     old = w.first_stream
     res = w.proxy.ctl("close", old)
@@ -276,6 +297,7 @@ def main():
             return r.finish()
         r.case("ctl_streams_after_a_message", case_streams, w)
         r.case("metrics_agree_with_ctl_and_messages", case_metrics_agree, w, r)
+        r.case("metrics_probe_runs_the_audit", case_probe, w, r)
         r.case("ctl_close_then_new_stream", case_close_and_new_stream, w)
         r.case("ctl_reload_broken_config", case_reload_broken, w)
         r.case("ctl_malformed_commands", case_malformed, w)
