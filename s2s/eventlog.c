@@ -165,6 +165,8 @@ eventlog_stream(struct eventlog *el, enum s2s_stream_event what, const struct s2
         json_object_set_new(ev, "duration", json_real(s2s_now() - st->started));
         json_object_set_new(ev, "stanzas_in", json_integer((json_int_t)st->stanzas_in));
         json_object_set_new(ev, "stanzas_out", json_integer((json_int_t)st->stanzas_out));
+        json_object_set_new(ev, "bytes_in", json_integer((json_int_t)st->bytes_in));
+        json_object_set_new(ev, "bytes_out", json_integer((json_int_t)st->bytes_out));
         eventlog_emit(el, "stream_closed", ev);
         return;
     }

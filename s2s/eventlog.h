@@ -8,7 +8,7 @@
  *                         certificate, fingerprint_sha256 (null without a certificate),
  *                         dnssec, dane
  *   stream_closed         id, direction, peer, pairs [{local, remote}], reason, duration
- *                         (seconds), stanzas_in, stanzas_out
+ *                         (seconds), stanzas_in, stanzas_out, bytes_in, bytes_out
  *   bounce_batch          local, remote, count, condition, reason (a route failed with
  *                         stanzas queued: each was bounced to its sender)
  *

@@ -199,8 +199,10 @@ in_finish(struct in_session *s)
         return;
     in_enter_state(s, IN_DEAD);
     event_del(s->ev_auth);
-    if (s->conn != NULL)
+    if (s->conn != NULL) {
+        s2s_stream_bytes(&s->st, conn_stats(s->conn));
         conn_close(s->conn);
+    }
     s->conn = NULL;
     evtimer_add(s->ev_free, &now);
 }
@@ -767,6 +769,7 @@ conn_event_cb(struct conn *c, enum conn_event ev, const char *reason, void *arg)
                  conn_event_name(ev), reason);
         s2s_stream_reason(&s->st, ev == CONN_EV_EOF ? "peer closed" : reason);
         if (ev != CONN_EV_EOF) {
+            s2s_stream_bytes(&s->st, conn_stats(s->conn));
             conn_free(s->conn);
             s->conn = NULL;
         }

@@ -187,8 +187,10 @@ out_finish(struct out_session *s)
     out_enter_state(s, OUT_DEAD);
     event_del(s->ev_auth);
     event_del(s->ev_keepalive);
-    if (s->conn != NULL)
+    if (s->conn != NULL) {
+        s2s_stream_bytes(&s->st, conn_stats(s->conn));
         conn_close(s->conn);
+    }
     s->conn = NULL;
     evtimer_add(s->ev_free, &now);
 }
@@ -782,6 +784,7 @@ conn_event_cb(struct conn *c, enum conn_event ev, const char *reason, void *arg)
         return;
     default:
         if (ev != CONN_EV_EOF) {
+            s2s_stream_bytes(&s->st, conn_stats(s->conn));
             conn_free(s->conn);
             s->conn = NULL;
         }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "s2s/conn.h"
 #include "s2s/log.h"
 
 #define MAX_HOOKS 4
@@ -111,6 +112,13 @@ s2s_stream_reason(struct s2s_stream *st, const char *why)
 {
     if (st->reason[0] == '\0' && why != NULL)
         snprintf(st->reason, sizeof(st->reason), "%s", why);
+}
+
+void
+s2s_stream_bytes(struct s2s_stream *st, const struct conn_stats *cs)
+{
+    st->bytes_in = cs->bytes_in;
+    st->bytes_out = cs->bytes_out;
 }
 
 void

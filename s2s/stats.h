@@ -17,6 +17,7 @@
 #include "s2s/xmpperr.h"
 
 struct conn;
+struct conn_stats;
 struct peerauth;
 
 /*
@@ -85,7 +86,8 @@ struct s2s_stream {
     char peer[64];               /* "ip:port" */
     double started, last_active; /* s2s_now() */
     uint64_t stanzas_in, stanzas_out;
-    char reason[128]; /* why it closed (first reason given) */
+    uint64_t bytes_in, bytes_out; /* kept when the connection goes (s2s_stream_bytes) */
+    char reason[128];             /* why it closed (first reason given) */
 };
 TAILQ_HEAD(s2s_streams, s2s_stream);
 extern struct s2s_streams s2s_streams;
@@ -104,6 +106,8 @@ void s2s_stream_register(struct s2s_stream *st, bool outbound, void *session,
                          const char *peer);
 void s2s_stream_add_pair(struct s2s_stream *st, const char *local, const char *remote);
 void s2s_stream_reason(struct s2s_stream *st, const char *why); /* keeps the first */
+/* The connection's byte counters, saved before it is closed or freed. */
+void s2s_stream_bytes(struct s2s_stream *st, const struct conn_stats *cs);
 void s2s_stream_unregister(struct s2s_stream *st);
 /* The live stream with that id ("in-3", "out-7"), or NULL. */
 struct s2s_stream *s2s_stream_find(const char *id);

@@ -48,7 +48,7 @@ EVENT_FIELDS = {
                              "method", "tls_version", "cipher", "certificate",
                              "fingerprint_sha256", "dnssec", "dane"},
     "stream_closed": {"time", "event", "id", "direction", "peer", "pairs", "reason",
-                      "duration", "stanzas_in", "stanzas_out"},
+                      "duration", "stanzas_in", "stanzas_out", "bytes_in", "bytes_out"},
     "bounce_batch": {"time", "event", "local", "remote", "count", "condition", "reason"},
 }
 
@@ -276,6 +276,7 @@ def case_eventlog(w):
     closed = [e for e in seen.get("stream_closed", []) if e["id"] == w.first_stream]
     assert closed and "ctl close" in closed[0]["reason"], seen.get("stream_closed")
     assert closed[0]["stanzas_out"] >= 1 and closed[0]["duration"] > 0, closed
+    assert closed[0]["bytes_out"] > 0 and closed[0]["bytes_in"] > 0, closed
 
 
 def main():

@@ -122,8 +122,8 @@ test_stream_events(void **state)
     static const char *const authd[] = {
         "local",       "remote", "method", "tls_version",        "cipher",
         "certificate", "dnssec", "dane",   "fingerprint_sha256", NULL};
-    static const char *const closed[] = {"pairs",      "reason",      "duration",
-                                         "stanzas_in", "stanzas_out", NULL};
+    static const char *const closed[] = {"pairs",       "reason",   "duration",  "stanzas_in",
+                                         "stanzas_out", "bytes_in", "bytes_out", NULL};
     static const char *const bounce[] = {"time",  "event",     "local",  "remote",
                                          "count", "condition", "reason", NULL};
     struct peerauth pa = {.method = PEERAUTH_DIALBACK,
