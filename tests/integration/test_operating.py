@@ -115,6 +115,7 @@ def send_messages(w, bodies):
             await X.deliver(alice, bob, body, timeout=20)
         await X.close_all(alice, bob)
     X.run(scenario(), timeout=60 + 5 * len(bodies))
+    w.sent = getattr(w, "sent", 0) + len(bodies)
 
 
 def out_stream_to_b(streams):
@@ -213,6 +214,14 @@ def case_close_and_new_stream(w):
     ans, _ = w.proxy.ctl_json("streams")
     st = out_stream_to_b(ans["streams"])
     assert st is not None and st["id"] != old, ans
+    # by domain: every stream carrying b.test; the next message opens another one
+    second = st["id"]
+    res = w.proxy.ctl("close", "b.test")
+    assert f"closing {second}" in res.stdout, res.stdout
+    send_messages(w, ["after ctl close b.test"])
+    ans, _ = w.proxy.ctl_json("streams")
+    st = out_stream_to_b(ans["streams"])
+    assert st is not None and st["id"] not in (old, second), ans
     # unknown targets are an error, not a silent success
     ans, rc = w.proxy.ctl_json("close", "nothing.example", check=False)
     assert rc == 1 and "no live stream" in ans["error"], ans
@@ -254,6 +263,17 @@ def case_socket_refuses_nobody(w):
             os.path.join(BIN, "s2sproxy"), "ctl", "-s", w.proxy.sock, "stats"]
     res = P.run(argv, timeout=15, check=False)
     assert res.returncode == 1 and "Permission denied" in res.stderr, res
+
+
+def case_totals(w):
+    """Everything a.test sent to b.test in this run is the test's messages: the totals of
+    ctl stats and /metrics are exactly that number, nothing bounced or dropped."""
+    stats, _ = w.proxy.ctl_json("stats")
+    _, fams = w.proxy.metrics()
+    out = stats["outbound"]
+    assert out["accepted"] == out["delivered"] == w.sent, (out, w.sent)
+    assert out["bounced"] == out["dropped"] == 0, out
+    assert sample(fams, "s2sproxy_stanzas", direction="out", outcome="delivered") == w.sent
 
 
 def case_eventlog(w):
@@ -303,6 +323,7 @@ def main():
         r.case("ctl_reload_broken_config", case_reload_broken, w)
         r.case("ctl_malformed_commands", case_malformed, w)
         r.case("ctl_socket_refuses_nobody", case_socket_refuses_nobody, w)
+        r.case("totals_equal_messages_sent", case_totals, w)
         r.case("eventlog_lines_are_json", case_eventlog, w)
         if os.environ.get("S2S_SHOW"):  # examples for the README
             for args in (["streams"], ["domains"], ["stats"]):
