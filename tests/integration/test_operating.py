@@ -8,8 +8,11 @@ the proxy's ``ctl``, ``metrics`` and ``eventlog`` sections switched on. Cases:
 - after a message crosses a.test -> b.test, ``ctl streams --json`` shows the outbound
   stream with TLSv1.3, sasl-external, a valid certificate and its stanza counters;
 - ``/metrics`` parses with prometheus_client's text parser (python3-prometheus-client),
-  its counters equal ``ctl stats`` and grow by exactly the number of messages sent;
-- ``ctl close`` closes the stream, and the next message still arrives, on a new stream;
+  its counters equal ``ctl stats`` and grow by exactly the number of messages sent (and
+  at the end the totals equal every message the test sent);
+- ``/probe?domain=b.test`` runs the audit and answers its results as metrics;
+- ``ctl close`` (by id, then by domain) closes the stream, and the next message still
+  arrives, on a new stream;
 - ``ctl reload`` with a broken configuration answers the error and the daemon keeps
   running (and reloads fine once the file is repaired);
 - every event-log line is JSON with the documented fields;
