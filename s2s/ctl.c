@@ -433,6 +433,11 @@ ctl_answer(const struct ctl_env *env, const char *line)
     char cmd[32], arg[CTL_MAX_LINE], extra[8];
     int n;
 
+    /* commands, domains (A-labels) and stream ids are printable ASCII; anything else
+     * could not even be echoed back in a JSON string (jansson wants UTF-8) */
+    for (const unsigned char *p = (const unsigned char *)line; *p != '\0'; p++)
+        if ((*p < 0x20 && *p != '\t') || *p > 0x7e)
+            return json_pack("{s:s}", "error", "the request must be printable ASCII");
     arg[0] = '\0';
     n = sscanf(line, "%31s %1023s %7s", cmd, arg, extra);
     if (n <= 0)
@@ -484,11 +489,11 @@ client_write_cb(struct bufferevent *bev, void *arg)
 static void
 client_answer(struct ctl_client *cl, json_t *ans)
 {
-    char *text = json_dumps(ans, JSON_COMPACT);
+    char *text = ans != NULL ? json_dumps(ans, JSON_COMPACT) : NULL;
 
     json_decref(ans);
-    if (text == NULL)
-        fatalx("%s: json_dumps", __func__);
+    if (text == NULL && (text = strdup("{\"error\":\"internal error: no answer\"}")) == NULL)
+        fatal("strdup");
     cl->answered = true;
     bufferevent_disable(cl->bev, EV_READ);
     bufferevent_write(cl->bev, text, strlen(text));

@@ -99,6 +99,8 @@ eventlog_emit(struct eventlog *el, const char *event, json_t *ev)
     char t[40], *line;
     size_t n;
 
+    if (ev == NULL) /* a value jansson refused (not UTF-8): nothing to write */
+        return;
     clock_gettime(CLOCK_REALTIME, &ts);
     eventlog_time(t, sizeof(t), &ts);
     json_object_set_new(ev, "time", json_string(t));
