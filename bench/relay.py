@@ -236,6 +236,8 @@ def main():
                          "too high to bite (policy on, nothing refused)")
     ap.add_argument("--policy-no-rates", action="store_true",
                     help="with --policy: leave out the two rate limits (list and rules only)")
+    ap.add_argument("--proxy-extra", default="",
+                    help="text appended to the proxy's configuration (e.g. metrics, eventlog)")
     a = ap.parse_args()
     only = a.only.split(",")
     if a.pin:
@@ -302,6 +304,7 @@ dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
 """)
             if a.policy:
                 f.write(bench_policy(pdir, rates=not a.policy_no_rates))
+            f.write(a.proxy_extra.replace("@DIR@", pdir) + "\n")
             if knot:
                 f.write(f"""dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
         trust_anchor_file = "{knot.trust_anchor_file}";
