@@ -15,7 +15,8 @@ Cases, in order (each starts from the policy it installs):
 - a broken policy file on reload: refused with file and line, the old policy holds;
 - closed federation (default deny, b.test allowed): only b.test gets through;
 - certificates required for b.test and c.test: c.test (dialback only) is refused both
-  ways with the term "auth" logged, b.test (certificate) passes;
+  ways with the term "auth" logged, b.test (certificate) passes; then c.test gets a
+  valid certificate (re-issued, Prosody restarted) and the same policy accepts it;
 - an outbound rate of 10 stanzas/s to b.test: 30 messages sent at once arrive at
   10/s (within 20%), every one delivered or bounced (counted).
 """
@@ -231,6 +232,22 @@ def case_require_certificates(w, r):
            f"({out}); b.test (SASL EXTERNAL) passes")
 
 
+def case_certificate_fixed(w, r):
+    """c.test gets a valid certificate (re-issued by the test CA, Prosody restarted):
+    the same policy now accepts it both ways."""
+    px = w.proxy
+    mark = px.mark()
+    w.c.hosts["c.test"] = w.ca.issue("c.test", dns=["c.test"], xmppaddr=["c.test"],
+                                     srvname=["_xmpp-server.c.test"])
+    w.c.restart()
+    back = _delivers(w, (w.c, "carol"), (w.a, "alice"), "c->a with a certificate", timeout=25)
+    out = _delivers(w, (w.a, "alice"), (w.c, "carol"), "a->c with a certificate", timeout=25)
+    px.wait_log(r"in: authenticated .*remote=c\.test method=(sasl-external|dialback-cert)",
+                since=mark)
+    r.note(f"c.test re-certified: accepted by the same policy, c->a {back * 1000:.0f} ms, "
+           f"a->c {out * 1000:.0f} ms")
+
+
 def case_rate_limit(w, r):
     w.proxy.reload(inc=RATED)
 
@@ -283,6 +300,7 @@ def main():
         r.case("broken_policy_on_reload_keeps_old", case_broken_reload, w)
         r.case("closed_federation", case_closed_federation, w)
         r.case("certificates_required", case_require_certificates, w, r)
+        r.case("certificate_fixed_accepted", case_certificate_fixed, w, r)
         r.case("outbound_rate_limit", case_rate_limit, w, r)
         r.case("all_processes_alive", procs.check)
         if r.failed:
