@@ -51,6 +51,21 @@ struct held {
     struct stanza *st;
 };
 
+/*
+ * Stanzas from a remote domain that came back over one of our outbound streams (XEP-0288)
+ * while its inbound rate is exceeded. There is no inbound session to stop reading, so they
+ * wait here, bounded: beyond limits.queue_stanzas they bounce to their sender with
+ * resource-constraint (type wait), never silently.
+ */
+struct bidiq {
+    LIST_ENTRY(bidiq) entry;
+    struct router *r;
+    char remote[DOMAIN_BUF];
+    TAILQ_HEAD(, held) held;
+    size_t n;
+    struct event *ev;
+};
+
 struct insess {
     LIST_ENTRY(insess) entry;
     struct router *r;
@@ -77,6 +92,7 @@ struct router {
     void *done_arg;
     struct event *ev_check;     /* polls for "every stream gone" during shutdown */
     struct policy_limiter *lim; /* inbound rate state, kept across reloads */
+    LIST_HEAD(, bidiq) bidiqs;  /* rate-held stanzas that came over our own streams */
 };
 
 #define LIMITER_DOMAINS   65536
@@ -275,6 +291,103 @@ release_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Shutdown: what waits is delivered now (checked and accepted: late, not lost). */
+static void
+bidiq_free(struct bidiq *q)
+{
+    struct held *h;
+
+    while ((h = TAILQ_FIRST(&q->held)) != NULL) {
+        TAILQ_REMOVE(&q->held, h, entry);
+        deliver_local(q->r, h->st);
+        free(h);
+    }
+    LIST_REMOVE(q, entry);
+    event_free(q->ev);
+    free(q);
+}
+
+static uint64_t
+bidi_rate(struct router *r, const char *remote, const struct stanza *st)
+{
+    return policy_rate(policy_facts_policy(r->conf->policy), r->lim, POLICY_IN, remote, NULL,
+                       stanza_wire_bytes(st), ratelimit_now());
+}
+
+static void
+bidiq_arm(struct bidiq *q, uint64_t wait)
+{
+    struct timeval tv = {(time_t)(wait / 1000000000ULL),
+                         (suseconds_t)((wait % 1000000000ULL + 999) / 1000)};
+
+    evtimer_add(q->ev, &tv);
+}
+
+static void
+bidiq_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bidiq *q = arg;
+    struct held *h;
+
+    (void)fd;
+    (void)what;
+    while ((h = TAILQ_FIRST(&q->held)) != NULL) {
+        struct stanza *st = h->st;
+        uint64_t wait = bidi_rate(q->r, q->remote, st);
+
+        TAILQ_REMOVE(&q->held, h, entry);
+        q->n--;
+        free(h);
+        deliver_local(q->r, st);
+        if (wait > 0) {
+            bidiq_arm(q, wait);
+            return;
+        }
+    }
+    LIST_REMOVE(q, entry);
+    event_free(q->ev);
+    free(q);
+}
+
+/* The inbound rate for a stanza with no inbound session (XEP-0288 over our stream). */
+static void
+bidi_inbound(struct router *r, struct stanza *st, const char *remote)
+{
+    struct bidiq *q;
+    struct held *h;
+    uint64_t wait;
+
+    LIST_FOREACH(q, &r->bidiqs, entry)
+    if (strcmp(q->remote, remote) == 0)
+        break;
+    if (q != NULL) {
+        if (q->n >= r->conf->limits.queue_stanzas) {
+            router_bounce_to_remote(r, st, XMPP_STANZA_ERR_RESOURCE_CONSTRAINT,
+                                    "over the rate limit with too many stanzas waiting");
+            return;
+        }
+        if ((h = calloc(1, sizeof(*h))) == NULL)
+            fatal("calloc");
+        h->st = st;
+        TAILQ_INSERT_TAIL(&q->held, h, entry);
+        q->n++;
+        return;
+    }
+    wait = bidi_rate(r, remote, st);
+    deliver_local(r, st);
+    if (wait == 0)
+        return;
+    if ((q = calloc(1, sizeof(*q))) == NULL)
+        fatal("calloc");
+    q->r = r;
+    snprintf(q->remote, sizeof(q->remote), "%s", remote);
+    TAILQ_INIT(&q->held);
+    q->ev = evtimer_new(r->base, bidiq_cb, q);
+    LIST_INSERT_HEAD(&r->bidiqs, q, entry);
+    s2s_stats.policy_held++;
+    bidiq_arm(q, wait);
+}
+
 /* in -> local: the 'to' domain was checked hosted and 'from' authenticated by in.c.
  * is: the inbound stream it came on (rate limits pause it), NULL for XEP-0288 stanzas
  * that came back over an outbound stream. */
@@ -294,6 +407,10 @@ router_inbound(struct router *r, struct stanza *st, struct insess *is)
             fatal("calloc");
         h->st = st;
         TAILQ_INSERT_TAIL(&is->held, h, entry);
+        return;
+    }
+    if (known && is == NULL) {
+        bidi_inbound(r, st, remote);
         return;
     }
     if (known)
@@ -682,6 +799,7 @@ router_new(struct event_base *base, const struct conf *conf, struct tls_ctx *tls
     r->tls = tls;
     LIST_INIT(&r->sinks);
     LIST_INIT(&r->sessions);
+    LIST_INIT(&r->bidiqs);
     r->listen = listen_new(base, &conf->listen, per_ip_limit(conf), on_accept, r, err, errlen);
     if (r->listen == NULL) {
         free(r);
@@ -738,6 +856,8 @@ router_shutdown(struct router *r, void (*done)(void *arg), void *arg)
     struct timeval now = {0, 0};
 
     r->shutting_down = true;
+    while (!LIST_EMPTY(&r->bidiqs))
+        bidiq_free(LIST_FIRST(&r->bidiqs));
     r->done = done;
     r->done_arg = arg;
     listen_stop(r->listen);
@@ -756,6 +876,19 @@ router_free(struct router *r)
 
     if (r == NULL)
         return;
+    while (!LIST_EMPTY(&r->bidiqs)) { /* not shut down first: nowhere to deliver */
+        struct bidiq *q = LIST_FIRST(&r->bidiqs);
+        struct held *h;
+
+        while ((h = TAILQ_FIRST(&q->held)) != NULL) {
+            TAILQ_REMOVE(&q->held, h, entry);
+            stanza_free(h->st);
+            free(h);
+        }
+        LIST_REMOVE(q, entry);
+        event_free(q->ev);
+        free(q);
+    }
     policy_unwatch(policy_facts_policy(r->conf->policy));
     policy_limiter_free(r->lim);
     pool_free(r->pool);

@@ -464,6 +464,34 @@ test_inbound_rate_pauses(void **state)
     assert_int_equal(A.got, 0); /* nothing bounced */
 }
 
+/* XEP-0288: B's answers come back over A's own stream (no inbound session at A to
+ * pause): A's inbound rate for b.test still holds them, and delivers every one. */
+static void
+test_bidi_inbound_rate(void **state)
+{
+    uint64_t held = s2s_stats.policy_held;
+    double t0, dt, expect = (RATE_N - 2) / 20.0 * 1e3;
+
+    (void)state;
+    A.conf.policy = pol("a4.conf", "policy = { rate = { stanzas = 20; stanza_burst = 2; }; };\n");
+    side_start(&A, a_ctx);
+    side_start(&B, b_ctx);
+    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    wait_got(&B, 1);
+    t0 = now_ms();
+    for (int i = 0; i < RATE_N; i++)
+        router_outbound(B.r, msg("v@b.test", "u@a.test/r"));
+    wait_got(&A, RATE_N);
+    dt = now_ms() - t0;
+    printf("# bidi inbound 20/s burst 2: %d stanzas in %.0f ms (at least %.0f expected)\n", RATE_N,
+           dt, expect * 0.8);
+    assert_int_equal(pool_streams(router_pool(B.r)), 0); /* it came over A's stream */
+    assert_true(dt >= expect * 0.8);
+    assert_true(dt <= expect * 2.5);
+    assert_true(s2s_stats.policy_held > held);
+    assert_string_equal(A.last_type, ""); /* a message without type, not an error */
+}
+
 /* A limits its own traffic to b.test: the route's queue is held, all delivered. */
 static void
 test_outbound_rate_holds(void **state)
@@ -529,6 +557,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_drop_rule_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbound_rate_pauses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbound_rate_holds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bidi_inbound_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_recheck, setup, teardown),
     };
 
