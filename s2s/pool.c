@@ -15,6 +15,8 @@
 #include "s2s/connector.h"
 #include "s2s/log.h"
 #include "s2s/out.h"
+#include "s2s/peerauth.h"
+#include "s2s/ping.h"
 #include "s2s/stats.h"
 
 #define DOMAIN_BUF 256
@@ -84,6 +86,7 @@ struct route {
     struct pool_bidi bidi;
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
+    struct ping *ping;      /* XEP-0199 on the stream we write to (not via_bidi) */
 };
 
 struct pool {
@@ -126,6 +129,8 @@ route_set_state(struct route *r, enum route_state st)
     log_debug("pool: route local=%s remote=%s %s -> %s", r->local, r->remote,
               route_state_names[r->state], route_state_names[st]);
     r->state = st;
+    if (st != R_READY)
+        ping_stop(r->ping); /* a ping belongs to the stream that carried it */
 }
 
 /* --- remotes (backoff) ----------------------------------------------------------------- */
@@ -338,7 +343,10 @@ route_write(struct route *r, struct stanza *st)
 {
     if (r->via_bidi)
         return r->bidi.send(r->bidi.ctx, r->local, r->remote, st);
-    return out_send(r->out, st) == 0 ? 0 : 1;
+    if (out_send(r->out, st) == -1)
+        return 1;
+    ping_wrote(r->ping, r->p->conf->timeouts.ping, r->p->conf->timeouts.ping_answer);
+    return 0;
 }
 
 /* Writes queued stanzas while the stream takes them; what is left waits for DRAINED
@@ -693,6 +701,30 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
         out_close(r->out, "route idle");
 }
 
+/* XEP-0199 (ping.h): the ping goes on the stream the route writes to. */
+static int
+ping_send_cb(void *arg, struct stanza *st)
+{
+    struct route *r = arg;
+
+    if (r->state != R_READY || r->via_bidi || r->out == NULL) {
+        stanza_free(st);
+        return -1;
+    }
+    return out_send(r->out, st);
+}
+
+/* A stale stream is closed; o_closed restarts the route if stanzas wait (what was
+ * written to the stale stream is lost: docs/federation.md). */
+static void
+ping_stale_cb(void *arg, const char *why)
+{
+    struct route *r = arg;
+
+    if (r->state == R_READY && !r->via_bidi && r->out != NULL)
+        out_close(r->out, why);
+}
+
 /* --- routes ---------------------------------------------------------------------------- */
 
 static struct route *
@@ -722,6 +754,8 @@ route_get(struct pool *p, const char *local, const char *remote)
     TAILQ_INIT(&r->verifies);
     r->ev_queue = evtimer_new(p->base, queue_timeout_cb, r);
     r->ev_idle = evtimer_new(p->base, idle_cb, r);
+    r->ping =
+        ping_new(p->base, local, remote, &(struct ping_cbs){ping_send_cb, ping_stale_cb, NULL, r});
     TAILQ_INSERT_TAIL(&p->routes, r, entry);
     return r;
 }
@@ -741,6 +775,7 @@ route_maybe_free(struct route *r)
     TAILQ_REMOVE(&r->p->routes, r, entry);
     event_free(r->ev_queue);
     event_free(r->ev_idle);
+    ping_free(r->ping);
     free(r);
 }
 
@@ -861,6 +896,20 @@ pool_bidi_remove(struct pool *p, void *ctx)
     }
 }
 
+/* XEP-0199: any stanza from remote to local feeds the route's ping; its answer is ours. */
+bool
+pool_heard(struct pool *p, const struct stanza *st)
+{
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    struct route *r;
+
+    if (peerauth_jid_domain(stanza_attr(st, "to"), local, sizeof(local)) == -1 ||
+        peerauth_jid_domain(stanza_attr(st, "from"), remote, sizeof(remote)) == -1)
+        return false;
+    r = route_find(p, local, remote);
+    return ping_heard(r != NULL ? r->ping : NULL, st);
+}
+
 void
 pool_verify_cancel(struct pool *p, struct pool_verify *v)
 {
@@ -979,6 +1028,7 @@ pool_free(struct pool *p)
         TAILQ_REMOVE(&p->routes, r, entry);
         event_free(r->ev_queue);
         event_free(r->ev_idle);
+        ping_free(r->ping);
         free(r);
     }
     while ((rd = LIST_FIRST(&p->remotes)) != NULL) {
