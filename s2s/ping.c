@@ -166,7 +166,8 @@ ping_check(struct ping *pg)
         ping_counts.stale++;
         snprintf(why, sizeof(why), "stale: no answer to XEP-0199 ping id=%s within %.1fs", pg->id,
                  (double)pg->answer_ms / 1000);
-        log_info("ping: local=%s remote=%s %s: closing the stream", pg->local, pg->remote, why);
+        /* the owner's close logs the reason (one line per event) */
+        log_debug("ping: local=%s remote=%s %s", pg->local, pg->remote, why);
         reset(pg);
         pg->cbs.stale(pg->cbs.arg, why); /* last: it may close the stream */
         return;
