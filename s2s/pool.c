@@ -331,10 +331,12 @@ static void route_ready(struct route *r);
 
 static void route_detach(struct route *r, bool restart);
 
+/* A stream that is closing (idle, stale) takes nothing more: stanzas queue until
+ * o_closed restarts the route, instead of vanishing into the dying stream. */
 static bool
 route_writable(const struct route *r)
 {
-    return r->via_bidi || !out_output_full(r->out);
+    return r->via_bidi || (out_ready(r->out) && !out_output_full(r->out));
 }
 
 /* 0 when written; -1 when a bidi stream refused it (st is still ours). */
