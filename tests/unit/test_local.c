@@ -591,7 +591,7 @@ test_server_closes(void **state)
     RUN_UNTIL(local_is_up(L));
     for (i = 0; i < 5; i++)
         assert_int_equal(local_send(L, msg(i, 0)), 0);
-    RUN_UNTIL(S.ngot == 5);
+    RUN_UNTIL(S.ngot == 5 && local_stats(L)->delivered == 5); /* taken and acknowledged */
     srv_send("</stream:stream>");
     RUN_UNTIL(O.downs == 1);
     event_del(S.lev); /* stays down until we listen again */

@@ -44,7 +44,8 @@ write_file(const char *name, const char *text)
 static void
 expect_error(const char *text, int line, const char *rest)
 {
-    char expected[PATH_MAX * 3];
+    /* Room for the longest rest a test passes (PATH_MAX * 4) plus the path prefix. */
+    char expected[PATH_MAX * 6];
     struct policy *p = policytest_load_text(tmpdir, "p.conf", text, err, sizeof(err));
 
     if (p != NULL) {
