@@ -69,7 +69,10 @@ check "stop exits 0" "$SRC/scripts/demo" stop
 none_running() {
     local pid
     while read -r pid _; do
-        if running "$pid"; then echo "    still running: $pid"; return 1; fi
+        if running "$pid"; then
+            echo "    still running: $(grep "^$pid " "$pids") $(tr '\0' ' ' </proc/"$pid"/cmdline)"
+            return 1
+        fi
     done <"$pids"
 }
 check "no process of the pid file runs after stop" none_running

@@ -11,7 +11,8 @@ and each PID written to ``STATE_DIR/pids`` as soon as it is started.  Then
 alice@a.test and bob@b.test exchange a message each way, and the proxy's log and
 Prosody B's admin shell (s2s:show) say which streams carried them, with which TLS
 version and authentication method.  ``stop`` reads the pid file: SIGTERM to each
-PID still running the recorded program, a bounded wait, SIGKILL for stragglers.
+recorded process still running (same PID and start time), a bounded wait, SIGKILL for
+stragglers.
 Must run as root (Knot runs as root, Prosody as user prosody through setpriv).
 """
 
@@ -58,7 +59,7 @@ class DetachedProcs(P.Procs):
             popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=err, env=env, cwd=cwd, start_new_session=True)
         with open(os.path.join(self.scratch.path, PIDS), "a") as f:
-            f.write(f"{popen.pid} {name} {_exe(popen.pid)}\n")
+            f.write(f"{popen.pid} {name} {_starttime(popen.pid)}\n")
         proc = P.Proc(name, popen, out_path, err_path, extra_logs)
         self.procs.append(proc)
         return proc
@@ -70,11 +71,14 @@ class DetachedProcs(P.Procs):
         return False
 
 
-def _exe(pid):
-    """The program a PID runs (its /proc exe link), to recognise it at stop time."""
+def _starttime(pid):
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22):
+    with the PID it names one process for good (exec keeps it, a reused PID has
+    another), so ``stop`` never signals someone else's process."""
     try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
         return "-"
 
 
@@ -87,27 +91,16 @@ def _read_pids(state):
     return [(int(r[0]), r[1], r[2] if len(r) > 2 else "-") for r in rows]
 
 
-def _alive(pid, exe):
-    """True if ``pid`` still runs; when the program was recorded, only if it is the
-    same program (a reused PID is someone else's process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    if exe in ("-", ""):
-        return True
-    now = _exe(pid)
-    # setpriv execs the daemon: the first record may name setpriv itself.
-    return now == exe or exe.endswith("/setpriv") or now == "-"
+def _alive(pid, started):
+    """True if the process recorded as (pid, start time) still runs."""
+    return _running(pid) and (started == "-" or _starttime(pid) == started)
 
 
 # ---- start ------------------------------------------------------------------------------
 
 
 def start(state, bindir, srcdir):
-    if any(_alive(pid, exe) for pid, _, exe in _read_pids(state)):
+    if any(_alive(pid, started) for pid, _, started in _read_pids(state)):
         print(f"the demo is already running (state {state}); stop it with: scripts/demo stop",
               file=sys.stderr)
         return 1
@@ -209,7 +202,7 @@ def summary(w, trip, state):
 
 def stop(state, quiet=False, timeout=10.0):
     rows = _read_pids(state)
-    live = [(pid, name) for pid, name, exe in rows if _alive(pid, exe)]
+    live = [(pid, name) for pid, name, started in rows if _alive(pid, started)]
     for pid, _ in live:
         try:
             os.kill(pid, signal.SIGTERM)
