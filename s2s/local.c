@@ -384,6 +384,10 @@ ack_answer(struct local *l, struct stanza *st)
         l->stats.acks++;
         evtimer_del(l->ev_ack_timeout);
         inflight_release(l, l->ping_end);
+        /* Tests wait for inflight=0 before stopping the server: only then is a
+         * stanza sure not to be written twice (or bounced after delivery). */
+        log_debug("local: acked domain=%s ping=%s inflight=%zu", l->domain, l->ping_id,
+                  l->stats.inflight);
         if (!TAILQ_EMPTY(&l->inflight))
             ack_arm(l);
     }

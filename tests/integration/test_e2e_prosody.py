@@ -17,7 +17,9 @@ groupchat with a user of B; a message to a domain that does not exist bounces
 with remote-server-not-found (A -> nowhere), and a message to a user A does
 not have comes back with an error from a.test (B -> A); messages sent to a
 user of A while A's Prosody restarts are each delivered after the restart or
-bounced to the sender, none lost or duplicated.  The proxy's log must show the
+bounced to the sender, none lost or duplicated; when A's server stays down past
+the proxy's queue timeout, each is bounced with remote-server-timeout and never
+delivered afterwards.  The proxy's log must show the
 streams it authenticated (TLS, SASL EXTERNAL with DANE) and B's admin shell
 must list its streams with a.test as TLS with a valid certificate.
 """
@@ -41,6 +43,8 @@ SRC = os.environ.get("S2S_SRCDIR", os.getcwd())
 BIN = os.environ.get("S2S_BINDIR", os.path.join(SRC, "build"))
 ROOM = f"lobby@{E.MUC}"
 RESTART_MESSAGES = 5
+OUTAGE_MESSAGES = 3
+QUEUE_TIMEOUT = 6  # timeouts.queue: a restart takes less, the outage case waits it out
 
 
 async def pair(w, a="alice@a.test", b="bob@b.test", plugins=()):
@@ -211,9 +215,24 @@ def case_unknown_user(w, conditions=("service-unavailable",)):
     X.run(scenario(), timeout=30)
 
 
+def send_numbered(client, to, bodies):
+    """Chat messages with ids derived from their bodies: a bounce carries the id of
+    the stanza it answers (RFC 6120 §8.3.1) but not necessarily its body (the
+    proxy's bounces carry no payload)."""
+    for body in bodies:
+        msg = client.make_message(mto=to, mbody=body, mtype="chat")
+        msg["id"] = "id-" + body
+        msg.send()
+
+
+def bounced_body(stanza):
+    return stanza["id"][3:] if stanza["id"].startswith("id-") else None
+
+
 def case_restart(w, r):
     """bob sends to alice while A's server is down and restarting: every message is
     delivered after the restart or bounced to bob, none lost, none twice."""
+    w.settle_link()  # nothing from earlier cases may be written again, or bounced
     since = w.proxy.mark()
     w.a.stop()
     w.proxy.wait_log(r"local: link down domain=a\.test", since)
@@ -221,8 +240,7 @@ def case_restart(w, r):
 
     async def send_while_down():
         bob = await w.login("bob@b.test")
-        for body in bodies:
-            bob.send_chat("alice@a.test", body)
+        send_numbered(bob, "alice@a.test", bodies)
         await bob.ping("b.test")  # B has taken them all
         return bob
 
@@ -231,11 +249,14 @@ def case_restart(w, r):
         delivered, bounced = [], []
 
         def settled():
-            for sink, src, kind in ((delivered, alice, "message"), (bounced, bob, "error")):
-                for s in list(src.received[kind]):
-                    if s["body"] in bodies:
-                        src.received[kind].remove(s)
-                        sink.append(s["body"])
+            for s in list(alice.received["message"]):
+                if s["body"] in bodies:
+                    alice.received["message"].remove(s)
+                    delivered.append(s["body"])
+            for s in list(bob.received["error"]):
+                if bounced_body(s) in bodies:
+                    bob.received["error"].remove(s)
+                    bounced.append(bounced_body(s))
             return len(delivered) + len(bounced) >= len(bodies)
 
         deadline = time.monotonic() + 30
@@ -264,7 +285,7 @@ def case_restart(w, r):
         assert delivered == bodies, f"out of order: {delivered}"
         # they waited in the proxy's queue for the link, not somewhere else
         queued = int(re.search(r"queued=(\d+)", up.group(0)).group(1))
-        assert queued >= len(bodies), up.group(0)
+        assert queued == len(bodies), up.group(0)
     r.note(f"restart: {len(delivered)} delivered after the restart, {len(bounced)} "
            f"bounced, of {len(bodies)} sent while a.test's server was down")
 
@@ -274,6 +295,50 @@ def case_restart(w, r):
         await X.deliver(bob, alice, "b->a after restart", timeout=15)
         await X.close_all(alice, bob)
     X.run(after(), timeout=30)
+
+
+def case_outage_bounce(w, r):
+    """A's server stays down longer than the proxy's queue timeout: each message bob
+    sent is bounced to him with remote-server-timeout, from the JID he wrote to, and
+    none of them reaches alice once the server is back (bounced means not delivered)."""
+    w.settle_link()  # nothing from earlier cases may be written again, or bounced
+    since = w.proxy.mark()
+    w.a.stop()
+    w.proxy.wait_log(r"local: link down domain=a\.test", since)
+    bodies = [f"during-outage-{i}" for i in range(OUTAGE_MESSAGES)]
+
+    async def bounced():
+        bob = await w.login("bob@b.test")
+        sent = time.monotonic()
+        send_numbered(bob, "alice@a.test", bodies)
+        got = []
+        for _ in bodies:
+            cond, stanza = await bob.expect_error(sender="alice@a.test",
+                                                  timeout=QUEUE_TIMEOUT + 10)
+            assert cond == "remote-server-timeout", (cond, stanza)
+            got.append(bounced_body(stanza))
+        await bob.close()
+        return sorted(got), time.monotonic() - sent
+    got, took = X.run(bounced(), timeout=QUEUE_TIMEOUT + 20)
+    assert got == sorted(bodies), got
+    with open(w.proxy.log, "rb") as f:
+        f.seek(since)
+        text = f.read().decode("utf-8", "replace")
+    bounces = re.findall(r"local: bounce domain=a\.test to=alice@a\.test", text)
+    assert len(bounces) == len(bodies), bounces
+    w.a.start()
+    w.proxy.wait_link_up(since)
+
+    async def none_delivered():
+        alice, bob = await pair(w)
+        await X.deliver(bob, alice, "after the outage", timeout=15)  # after any offline ones
+        late = [m["body"] for m in alice.received["message"] if m["body"] in bodies]
+        await X.close_all(alice, bob)
+        return late
+    late = X.run(none_delivered(), timeout=30)
+    assert not late, f"bounced and delivered: {late}"
+    r.note(f"outage: {len(bodies)} messages bounced with remote-server-timeout after "
+           f"{took:.1f} s (timeouts.queue = {QUEUE_TIMEOUT} s)")
 
 
 def case_logs_clean(w):
@@ -293,7 +358,8 @@ def run(name, local="prosody", extra_cases=True, log_check=case_logs_clean,
         return r.finish()
     with P.Scratch(name) as scratch, P.Procs(scratch) as procs:
         try:
-            w = E.World(procs, scratch, BIN, SRC, local=local).start()
+            w = E.World(procs, scratch, BIN, SRC, local=local,
+                        queue_timeout=QUEUE_TIMEOUT).start()
         except Exception as exc:
             scratch.failed()
             r.fail("setup", f"{type(exc).__name__}: {exc}")
@@ -308,6 +374,7 @@ def run(name, local="prosody", extra_cases=True, log_check=case_logs_clean,
         r.case("unknown_domain_bounce", case_unknown_domain, w)
         r.case("unknown_user_on_a", case_unknown_user, w, unknown_user_conditions)
         r.case("restart_local_server", case_restart, w, r)
+        r.case("local_server_outage_bounce", case_outage_bounce, w, r)
         r.case("logs_clean", log_check, w)
         r.case("all_processes_alive", procs.check)
         if r.failed:

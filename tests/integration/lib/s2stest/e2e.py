@@ -10,7 +10,9 @@
   with a MUC component ``muc.b.test``, published with A, SRV and TLSA too.
 - One test CA signs every certificate; clients trust it.
 
-``World(procs, scratch, bindir, srcdir, local="prosody"|callable)`` builds it,
+``World(procs, scratch, bindir, srcdir, local="prosody"|callable, queue_timeout=20)``
+builds it (``queue_timeout``: how long the proxy keeps a stanza for site A while its
+link to A's server is down, then bounces it: ``timeouts.queue``),
 ``start()`` starts it.  ``local`` may be a callable ``(world, leaf) -> server``
 returning another local server (ejabberd): it needs ``ip``, ``c2s_port``,
 ``component_port``, ``start()`` and ``stop()``, and must offer component
@@ -90,7 +92,7 @@ dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
 class World:
     """Knot, site A (local server + proxy), site B (Prosody with MUC)."""
 
-    def __init__(self, procs, scratch, bindir, srcdir, local="prosody"):
+    def __init__(self, procs, scratch, bindir, srcdir, local="prosody", queue_timeout=20):
         self.procs, self.scratch = procs, scratch
         self.ca = C.CA(scratch.sub("ca"))
         self.knot = K.Knot(procs, scratch)
@@ -120,7 +122,7 @@ class World:
         else:
             self.a = local(self, self.a_leaf)
         self.proxy = Proxy(procs, scratch, bindir, self.knot, self.ca.cert, self.a_leaf,
-                           (self.a.ip, self.a.component_port))
+                           (self.a.ip, self.a.component_port), queue_timeout=queue_timeout)
         self._publish()
 
     def _publish(self):
@@ -142,6 +144,23 @@ class World:
         self.proxy.start()
         self.proxy.wait_link_up()
         return self
+
+    def settle_link(self, timeout=10.0):
+        """Wait until the proxy holds no unacknowledged stanza for A's server: an iq
+        from bob to a.test crosses the link, then the proxy's ack ping covering it
+        is answered (its debug line says inflight=0).  Stopping A's server before
+        that may make the proxy write a stanza again after the restart (at least
+        once), or bounce one A had delivered when A stays down past the queue
+        timeout: a test counting deliveries and bounces settles the link first."""
+        from . import clients as X
+        mark = self.proxy.mark()
+
+        async def ping():
+            bob = await self.login("bob@b.test")
+            await bob.ping("a.test")
+            await bob.close()
+        X.run(ping(), timeout=timeout)
+        self.proxy.wait_log(r"local: acked domain=a\.test .*inflight=0$", mark, timeout)
 
     async def login(self, jid, **kwargs):
         """A slixmpp client logged in on its own site (c2s, STARTTLS, test CA)."""
