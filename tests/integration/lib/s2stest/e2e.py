@@ -146,21 +146,28 @@ class World:
         return self
 
     def settle_link(self, timeout=10.0):
-        """Wait until the proxy holds no unacknowledged stanza for A's server: an iq
-        from bob to a.test crosses the link, then the proxy's ack ping covering it
-        is answered (its debug line says inflight=0).  Stopping A's server before
-        that may make the proxy write a stanza again after the restart (at least
-        once), or bounce one A had delivered when A stays down past the queue
-        timeout: a test counting deliveries and bounces settles the link first."""
+        """Wait until what crossed the proxy's link to A's server so far is known
+        delivered: a ping iq from bob to a.test with a fresh id is written to the
+        link after everything before it, and the proxy's debug line ``local:
+        delivered ... id=ID`` says the server's answer to the proxy's ack ping covered
+        it.  Stopping A's server before that may make the proxy write a stanza again
+        after the restart (at least once), or bounce one A had delivered when A stays
+        down past the queue timeout: a test counting deliveries and bounces settles
+        the link first."""
         from . import clients as X
+        self._settles = getattr(self, "_settles", 0) + 1
+        iq_id = f"settle-{self._settles}"
         mark = self.proxy.mark()
 
         async def ping():
             bob = await self.login("bob@b.test")
-            await bob.ping("a.test")
+            iq = bob.make_iq_get(ito="a.test")
+            iq["id"] = iq_id
+            iq.enable("ping")  # XEP-0199 (the client's xep_0199 plugin)
+            await iq.send(timeout=timeout)
             await bob.close()
         X.run(ping(), timeout=timeout)
-        self.proxy.wait_log(r"local: acked domain=a\.test .*inflight=0$", mark, timeout)
+        self.proxy.wait_log(rf"local: delivered domain=a\.test iq id={iq_id} ", mark, timeout)
 
     async def login(self, jid, **kwargs):
         """A slixmpp client logged in on its own site (c2s, STARTTLS, test CA)."""
