@@ -40,7 +40,6 @@ started() { "$SRC/scripts/demo" start --no-deps >"$out" 2>&1; }
 check "start exits 0" started
 cp "$S2S_DEMO_STATE/pids" "$pids" 2>/dev/null || : >"$pids"
 [ "$failed" -eq 0 ] || check_summary || exit 1 # the rest needs a started demo
-check_on_failure() { sed 's/^/    out: /' "$out" | tail -40; }
 
 check "a message delivered a.test -> b.test" \
     grep -qE 'message alice@a\.test -> bob@b\.test: delivered in [0-9.]+ ms' "$out"
