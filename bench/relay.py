@@ -199,6 +199,8 @@ def main():
     ap.add_argument("--pin", action="store_true",
                     help="relaying process on CPU 1, generator/sink/receiver on CPU 0")
     ap.add_argument("--only", default="proxy,prosody,tcp,reverse")
+    ap.add_argument("--proxy-extra", default="",
+                    help="text appended to the proxy's configuration (e.g. metrics, eventlog)")
     a = ap.parse_args()
     only = a.only.split(",")
     if a.pin:
@@ -263,6 +265,7 @@ listen = {{ starttls = [ "{IP}:{proxy_port}" ]; }};
 limits = {{ connections_per_ip = {a.idle + 100}; }};
 dialback = {{ secret = "relay-benchmark-dialback-secret"; }};
 """)
+            f.write(a.proxy_extra.replace("@DIR@", pdir) + "\n")
             if knot:
                 f.write(f"""dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
         trust_anchor_file = "{knot.trust_anchor_file}";

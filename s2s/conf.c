@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -42,8 +43,12 @@ struct loader {
     struct conf *conf;
 };
 
-static const char *const root_keys[] = {"log", "hosts",  "tls",      "limits",   "timeouts",
-                                        "dns", "listen", "dialback", "security", NULL};
+static const char *const root_keys[] = {"log",     "hosts",    "tls",      "limits",   "timeouts",
+                                        "dns",     "listen",   "dialback", "security", "ctl",
+                                        "metrics", "eventlog", NULL};
+static const char *const ctl_keys[] = {"socket", NULL};
+static const char *const metrics_keys[] = {"listen", "domains", "top_domains", NULL};
+static const char *const eventlog_keys[] = {"file", "syslog", NULL};
 static const char *const log_keys[] = {"level", "syslog", NULL};
 static const char *const host_keys[] = {"domain", "certificate", "key", "component", NULL};
 static const char *const component_keys[] = {"host", "port", "secret", "name", NULL};
@@ -1013,6 +1018,75 @@ loader_dirs(struct loader *l)
     return 0;
 }
 
+/* ctl.socket: the directory must exist (the daemon does not create it); "" is off. */
+static int
+load_ctl(struct loader *l, const config_setting_t *root)
+{
+    const config_setting_t *g, *s;
+    const char *v;
+
+    if (get_group(l, root, "ctl", ctl_keys, &g) == -1 ||
+        get_string(l, g, "socket", "/run/s2sproxy/ctl.sock", &v, &s) == -1)
+        return -1;
+    if (*v == '\0')
+        return 0;
+    l->conf->ctl.socket = path_resolve(l, v);
+    if (strlen(l->conf->ctl.socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        free(l->conf->ctl.socket);
+        l->conf->ctl.socket = NULL;
+        return conf_error(l, s, "path too long for a UNIX socket");
+    }
+    return 0;
+}
+
+/* metrics: off unless listen is set; an explicit port is required (no default). */
+static int
+load_metrics(struct loader *l, const config_setting_t *root)
+{
+    struct conf_metrics *m = &l->conf->metrics;
+    const config_setting_t *g, *s;
+    struct conf_dns_server a = {0};
+    const char *v, *bad;
+    long long top;
+
+    if (get_group(l, root, "metrics", metrics_keys, &g) == -1 ||
+        get_string(l, g, "listen", "", &v, &s) == -1 ||
+        get_int(l, g, "top_domains", 20, 0, 1000, &top) == -1 ||
+        load_domain_list(l, g, "domains", &m->domains, &m->ndomains) == -1)
+        return -1;
+    m->top_domains = (unsigned)top;
+    if (*v == '\0')
+        return 0;
+    if ((bad = server_parse(v, &a, 0, false)) != NULL)
+        return conf_error(l, s, "\"%s\": %s", v, bad);
+    if (a.port == 0) {
+        free(a.address);
+        return conf_error(l, s, "\"%s\": a port is required (\"127.0.0.1:9269\")", v);
+    }
+    if ((m->listen = calloc(1, sizeof(*m->listen))) == NULL)
+        fatal("calloc");
+    m->listen->text = xstrdup(v);
+    m->listen->sa = a.sa;
+    m->listen->salen = a.salen;
+    free(a.address);
+    return 0;
+}
+
+static int
+load_eventlog(struct loader *l, const config_setting_t *root)
+{
+    const config_setting_t *g;
+    const char *v;
+
+    if (get_group(l, root, "eventlog", eventlog_keys, &g) == -1 ||
+        get_string(l, g, "file", "", &v, NULL) == -1 ||
+        get_bool(l, g, "syslog", false, &l->conf->eventlog.syslog) == -1)
+        return -1;
+    if (*v != '\0')
+        l->conf->eventlog.file = path_resolve(l, v);
+    return 0;
+}
+
 static int
 parse(struct loader *l, config_t *cfg)
 {
@@ -1040,7 +1114,8 @@ parse(struct loader *l, config_t *cfg)
     if (check_keys(l, root, root_keys) == -1 || load_log(l, root) == -1 ||
         load_hosts(l, root) == -1 || load_tls(l, root) == -1 || load_limits(l, root) == -1 ||
         load_timeouts(l, root) == -1 || load_dns(l, root) == -1 || load_listen(l, root) == -1 ||
-        load_dialback(l, root) == -1 || load_security(l, root) == -1)
+        load_dialback(l, root) == -1 || load_security(l, root) == -1 || load_ctl(l, root) == -1 ||
+        load_metrics(l, root) == -1 || load_eventlog(l, root) == -1)
         return -1;
     build_tls_view(l->conf);
     return 0;
@@ -1098,6 +1173,14 @@ conf_free(struct conf *c)
     for (size_t i = 0; i < c->security.ninsecure_domains; i++)
         free(c->security.insecure_domains[i]);
     free(c->security.insecure_domains);
+    free(c->ctl.socket);
+    if (c->metrics.listen != NULL)
+        free(c->metrics.listen->text);
+    free(c->metrics.listen);
+    for (size_t i = 0; i < c->metrics.ndomains; i++)
+        free(c->metrics.domains[i]);
+    free(c->metrics.domains);
+    free(c->eventlog.file);
     free(c->hosts);
     free(c->tls.ca_file);
     free(c->tls.ca_path);

@@ -156,6 +156,25 @@ struct conf_dns {
     uint32_t cache_max_ttl; /* cache_min_ttl..604800, default 86400 */
 };
 
+/* The admin socket (s2s/ctl.c): mode 0600, owned by the daemon's user. */
+struct conf_ctl {
+    char *socket; /* absolute path, default "/run/s2sproxy/ctl.sock"; "" (NULL): off */
+};
+
+/* The Prometheus endpoint (s2s/metrics.c). */
+struct conf_metrics {
+    struct conf_addr *listen; /* NULL: off (default); "127.0.0.1:9269" (port required) */
+    char **domains;           /* remote domains that always get their own labels */
+    size_t ndomains;
+    unsigned top_domains; /* plus the N busiest others; 0..1000, default 20 */
+};
+
+/* The JSON event log (s2s/eventlog.c). */
+struct conf_eventlog {
+    char *file;  /* absolute path, NULL: off; reopened on reload (SIGHUP) */
+    bool syslog; /* one JSON line per event to syslog (daemon facility) */
+};
+
 struct conf {
     char *path; /* as given to conf_load() */
     char *dir;  /* absolute directory of path: base of relative file names */
@@ -169,6 +188,9 @@ struct conf {
     struct conf_listen listen;
     struct conf_dialback dialback;
     struct conf_security security;
+    struct conf_ctl ctl;
+    struct conf_metrics metrics;
+    struct conf_eventlog eventlog;
 
     /* conf_tls_settings() hands these out; they point into the fields above. */
     struct tls_settings *tls_settings;

@@ -46,6 +46,7 @@
 #include "s2s/conn.h"
 #include "s2s/log.h"
 #include "s2s/sockaddr.h"
+#include "s2s/stats.h"
 #include "s2s/tls.h"
 
 #define CONN_PLAIN_READ   (64 * 1024)  /* one read() */
@@ -97,6 +98,7 @@ struct conn {
     struct conn_timeouts to;
     struct conn_limits lim;
     struct conn_stats stats;
+    double tls_started; /* s2s_now() when the handshake began: s2s_stats.tls_handshake */
 
     struct evbuffer *in, *out;
     struct evbuffer_cb_entry *in_cb, *out_cb;
@@ -700,6 +702,7 @@ conn_handshake(struct conn *c)
     log_debug("conn: peer=%s tls=%s cipher=%s cert=%s verify=\"%s\"", c->peer, c->info.version,
               c->info.cipher, c->info.peer_cert ? "yes" : "no", c->info.verify_text);
     conn_set_state(c, CS_OPEN);
+    s2s_hist_observe(&s2s_stats.tls_handshake, s2s_now() - c->tls_started);
     conn_idle_arm(c);
     conn_update(c);
     /* Output queued during the handshake, and records that came with its last flight. */
@@ -726,6 +729,7 @@ conn_starttls(struct conn *c, struct tls_ctx *ctx, enum tls_role role, const cha
         return 0;
     }
     conn_set_state(c, CS_TLS_FLUSH);
+    c->tls_started = s2s_now();
     event_del(c->ev_idle);
     conn_timer_add(c->ev_timer, c->to.tls_ms);
     conn_update(c);
@@ -865,6 +869,7 @@ conn_connected(struct conn *c)
         /* Direct TLS (XEP-0368): the handshake starts once the owner heard of the
          * connect; plaintext queued before conn_starttls goes first, as for STARTTLS. */
         conn_set_state(c, CS_TLS_FLUSH);
+        c->tls_started = s2s_now();
         conn_timer_add(c->ev_timer, c->to.tls_ms);
         conn_update(c);
         conn_later(c, LATER_FLUSH);

@@ -115,16 +115,23 @@ run_hooks(struct daemon *d, int list, const struct conf *old)
 int
 daemon_reload(struct daemon *d)
 {
+    char err[1024];
+
+    return daemon_reload_why(d, err, sizeof(err));
+}
+
+int
+daemon_reload_why(struct daemon *d, char *err, size_t errlen)
+{
     struct conf *conf, *old;
     struct tls_ctx *tls;
-    char err[1024];
 
     /*
      * Everything new is built before anything changes, so a refused reload leaves the
      * daemon exactly as it was. Later subsystems that need their own preparation (policy
      * files, listeners) add it here, before the swap.
      */
-    if (load(d->conf_path, true, &conf, &tls, err, sizeof(err)) == -1) {
+    if (load(d->conf_path, true, &conf, &tls, err, errlen) == -1) {
         log_err("reload refused, keeping the running configuration: %s", err);
         return -1;
     }

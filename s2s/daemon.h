@@ -64,6 +64,8 @@ bool daemon_shutting_down(const struct daemon *d);
 
 /* SIGHUP does this: 0 when the new configuration is in place, -1 when refused. */
 int daemon_reload(struct daemon *d);
+/* The same, with the reason for a refusal in err (ctl reload). */
+int daemon_reload_why(struct daemon *d, char *err, size_t errlen);
 /* SIGTERM/SIGINT do this; why goes to the log ("signal SIGTERM"). */
 void daemon_shutdown(struct daemon *d, const char *why);
 

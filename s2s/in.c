@@ -55,6 +55,7 @@ struct in_session {
     struct peerauth auth;
     struct event *ev_auth; /* authentication deadline */
     struct event *ev_free; /* deferred teardown */
+    struct s2s_stream st;  /* registry entry for ctl, metrics, event log */
 };
 
 static size_t nsessions;
@@ -176,6 +177,7 @@ free_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->cbs.closed != NULL)
         s->cbs.closed(s, s->cbs.arg);
+    s2s_stream_unregister(&s->st);
     xmlstream_free(s->xs);
     dialback_pairs_free(s->pairs);
     event_free(s->ev_auth);
@@ -197,8 +199,10 @@ in_finish(struct in_session *s)
         return;
     in_enter_state(s, IN_DEAD);
     event_del(s->ev_auth);
-    if (s->conn != NULL)
+    if (s->conn != NULL) {
+        s2s_stream_bytes(&s->st, conn_stats(s->conn));
         conn_close(s->conn);
+    }
     s->conn = NULL;
     evtimer_add(s->ev_free, &now);
 }
@@ -214,6 +218,7 @@ in_stream_error(struct in_session *s, enum xmpp_stream_error cond, const char *w
         send_header(s); /* RFC 6120 §4.9.1.3: a header first */
     xmlstream_write_error(conn_output(s->conn), cond, why);
     s2s_stats.in_rejected++;
+    s2s_stream_reason(&s->st, xmpp_stream_error_name(cond));
     in_finish(s);
 }
 
@@ -227,6 +232,7 @@ in_close(struct in_session *s, int cond, const char *why)
         return;
     }
     log_info("in: closing id=%s peer=%s reason=\"%s\"", s->id, conn_peer(s->conn), why);
+    s2s_stream_reason(&s->st, why);
     if (!s->header_sent)
         send_header(s);
     xmlstream_write_close(conn_output(s->conn));
@@ -257,6 +263,7 @@ mark_authenticated(struct in_session *s, const char *local, const char *remote,
     log_info("in: authenticated id=%s peer=%s local=%s remote=%s method=%s tls=%s", s->id,
              conn_peer(s->conn), local, remote, peerauth_method_name(how),
              s->auth.tls_version ? s->auth.tls_version : "none");
+    s2s_stream_add_pair(&s->st, local, remote);
     if (s->cbs.authenticated != NULL)
         s->cbs.authenticated(s, local, remote, how, s->cbs.arg);
 }
@@ -559,6 +566,8 @@ handle_stanza(struct in_session *s, struct stanza *st)
         goto drop;
     }
     s2s_stats.in_accepted++;
+    s->st.stanzas_in++;
+    s->st.last_active = s2s_now_coarse();
     s->cbs.stanza_take(s, st, s->cbs.arg);
     return;
 drop:
@@ -758,13 +767,35 @@ conn_event_cb(struct conn *c, enum conn_event ev, const char *reason, void *arg)
                  "reason=\"%s\"",
                  s->id, conn_peer(s->conn), s->hdr_to, s->hdr_from, in_strstate(s),
                  conn_event_name(ev), reason);
+        s2s_stream_reason(&s->st, ev == CONN_EV_EOF ? "peer closed" : reason);
         if (ev != CONN_EV_EOF) {
+            s2s_stream_bytes(&s->st, conn_stats(s->conn));
             conn_free(s->conn);
             s->conn = NULL;
         }
         in_finish(s);
     }
 }
+
+static const char *
+st_state(const void *session)
+{
+    return in_strstate(session);
+}
+
+static const struct conn *
+st_conn(const void *session)
+{
+    return ((const struct in_session *)session)->conn;
+}
+
+static void
+st_close(void *session, const char *why)
+{
+    in_close(session, -1, why);
+}
+
+static const struct s2s_stream_ops stream_ops = {st_state, st_conn, st_close};
 
 struct in_session *
 in_new(struct event_base *base, struct conn *c, const struct in_opts *opts,
@@ -804,6 +835,7 @@ in_new(struct event_base *base, struct conn *c, const struct in_opts *opts,
     peerauth_stream_id(s->id); /* for logs until our header goes out */
     s->state = IN_HEADER;
     s2s_stats.in_streams++;
+    s2s_stream_register(&s->st, false, s, &stream_ops, &s->auth, conn_peer(c));
     ccbs.arg = s;
     conn_set_cbs(c, &ccbs);
     conn_set_timeouts(c, &s->opts.timeouts);

@@ -13,13 +13,17 @@
 
 #include "dns/resolver.h"
 #include "s2s/cmd_audit.h"
+#include "s2s/cmd_ctl.h"
 #include "s2s/cmd_policy_check.h"
 #include "s2s/cmd_resolve.h"
 #include "s2s/conf.h"
+#include "s2s/ctl.h"
 #include "s2s/daemon.h"
 #include "s2s/dnsconf.h"
+#include "s2s/eventlog.h"
 #include "s2s/local.h"
 #include "s2s/log.h"
+#include "s2s/metrics.h"
 #include "s2s/pool.h"
 #include "s2s/router.h"
 
@@ -45,6 +49,8 @@ static const struct command commands[] = {
      "graded federation security report"},
     {"resolve", cmd_resolve, "[-c FILE] [--json] DOMAIN",
      "the s2s targets of DOMAIN, in try order"},
+    {"ctl", cmd_ctl, "[-c FILE] [-s SOCKET] [--json] COMMAND [ARG]",
+     "ask the running daemon: streams, domains, stats, close X, reload, policy"},
     {"policy-check", cmd_policy_check, "-c FILE --from JID --to JID [OPTIONS] [--json]",
      "what the policy decides for one stanza, and which rule decided"},
     {NULL, NULL, NULL, NULL},
@@ -103,6 +109,9 @@ struct federation {
     struct router *router;
     struct local **locals; /* one per host with a component link, NULL entries otherwise */
     size_t nlocals;
+    struct ctl *ctl;           /* admin socket, NULL: off */
+    struct metrics *metrics;   /* Prometheus endpoint, NULL: off */
+    struct eventlog *eventlog; /* JSON event log, NULL: off */
 };
 
 /* local -> router: a stanza from the local server for a remote domain. */
@@ -226,8 +235,50 @@ fed_reload(struct daemon *d, const struct conf *old, void *arg)
 {
     struct federation *f = arg;
 
+    char err[512];
+
     (void)old;
     router_reconfigure(f->router, daemon_conf(d), daemon_tls(d));
+    /* log rotation: the event log file is reopened (the path is read at start) */
+    if (f->eventlog != NULL && eventlog_reopen(f->eventlog, err, sizeof(err)) == -1)
+        log_warn("%s: still writing to the old file", err);
+}
+
+/*
+ * The operator faces: admin socket, metrics, event log. Their addresses are read at
+ * start (a reload does not move them). A socket that cannot be made is logged, not
+ * fatal: the proxy keeps federating without its admin face.
+ */
+static int
+operating_start(struct federation *f, const struct conf *conf, char *err, size_t errlen)
+{
+    struct ctl_env ce = {f->d, router_pool(f->router), f->res, f->locals, f->nlocals};
+    struct metrics_env me = {f->d, router_pool(f->router), f->res, f->locals, f->nlocals};
+    char why[512];
+
+    if (conf->eventlog.file != NULL || conf->eventlog.syslog) {
+        if ((f->eventlog = eventlog_new(conf->eventlog.file, conf->eventlog.syslog, err, errlen)) ==
+            NULL)
+            return -1;
+        eventlog_install(f->eventlog);
+    }
+    if (conf->metrics.listen != NULL &&
+        (f->metrics = metrics_new(daemon_base(f->d), conf->metrics.listen, &me, err, errlen)) ==
+            NULL)
+        return -1;
+    if (conf->ctl.socket != NULL &&
+        (f->ctl = ctl_new(daemon_base(f->d), conf->ctl.socket, &ce, why, sizeof(why))) == NULL)
+        log_err("%s: admin socket off", why);
+    return 0;
+}
+
+static void
+operating_stop(struct federation *f)
+{
+    ctl_free(f->ctl);
+    f->ctl = NULL;
+    metrics_free(f->metrics);
+    f->metrics = NULL;
 }
 
 static int
@@ -250,6 +301,8 @@ federation_start(struct federation *f, struct daemon *d, char *err, size_t errle
     if ((f->router = router_new(daemon_base(d), conf, daemon_tls(d), &dns, err, errlen)) == NULL)
         return -1;
     links_start(f, conf);
+    if (operating_start(f, conf, err, errlen) == -1)
+        return -1;
     daemon_on_shutdown(d, DAEMON_PHASE_SESSIONS, fed_shutdown, f);
     daemon_on_shutdown(d, DAEMON_PHASE_LINKS, fed_links_shutdown, f);
     daemon_on_reload(d, fed_reload, f);
@@ -259,6 +312,7 @@ federation_start(struct federation *f, struct daemon *d, char *err, size_t errle
 static void
 federation_stop(struct federation *f)
 {
+    operating_stop(f);
     if (f->router != NULL)
         links_stop(f);
     free(f->locals);
@@ -269,6 +323,8 @@ federation_stop(struct federation *f)
         dnsconf_clear(&f->dc);
         conf_free(f->dns_conf);
     }
+    eventlog_free(f->eventlog); /* last: the streams freed above log their close */
+    f->eventlog = NULL;
 }
 
 int

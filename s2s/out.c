@@ -63,6 +63,7 @@ struct out_session {
     struct pending_verify *verifies;
     struct peerauth auth;
     struct event *ev_auth, *ev_keepalive, *ev_free;
+    struct s2s_stream st; /* registry entry for ctl, metrics, event log */
 };
 
 static size_t nsessions;
@@ -159,6 +160,7 @@ free_cb(evutil_socket_t fd, short what, void *arg)
     free_pending(s, true);
     if (s->cbs.closed != NULL)
         s->cbs.closed(s, s->cbs.arg);
+    s2s_stream_unregister(&s->st);
     xmlstream_free(s->xs);
     dialback_pairs_free(s->pairs);
     event_free(s->ev_auth);
@@ -185,8 +187,10 @@ out_finish(struct out_session *s)
     out_enter_state(s, OUT_DEAD);
     event_del(s->ev_auth);
     event_del(s->ev_keepalive);
-    if (s->conn != NULL)
+    if (s->conn != NULL) {
+        s2s_stream_bytes(&s->st, conn_stats(s->conn));
         conn_close(s->conn);
+    }
     s->conn = NULL;
     evtimer_add(s->ev_free, &now);
 }
@@ -200,6 +204,7 @@ out_fail(struct out_session *s, enum xmpp_stanza_error cond, const char *why)
     log_info("out: failed local=%s remote=%s peer=%s state=%s error=%s reason=\"%s\"", s->local,
              s->remote, s->conn ? conn_peer(s->conn) : "?", out_strstate(s),
              xmpp_stanza_error_name(cond), why);
+    s2s_stream_reason(&s->st, why);
     if (!s->reported && s->state != OUT_READY) {
         s->reported = true;
         if (s->cbs.failed != NULL)
@@ -217,6 +222,7 @@ out_close(struct out_session *s, const char *why)
         return;
     log_info("out: closing local=%s remote=%s peer=%s reason=\"%s\"", s->local, s->remote,
              conn_peer(s->conn), why);
+    s2s_stream_reason(&s->st, why);
     if (s->state != OUT_READY) {
         out_fail(s, XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT, why);
         return;
@@ -247,6 +253,7 @@ enter_ready(struct out_session *s, enum peerauth_method how)
     event_del(s->ev_auth);
     s->auth.method = how;
     out_enter_state(s, OUT_READY);
+    s2s_stream_add_pair(&s->st, s->local, s->remote);
     log_info("out: authenticated local=%s remote=%s peer=%s method=%s tls=%s cert=%s%s", s->local,
              s->remote, conn_peer(s->conn), peerauth_method_name(how),
              s->auth.tls_version ? s->auth.tls_version : "none", peerauth_cert_name(s->auth.cert),
@@ -441,6 +448,8 @@ handle_extra_pair(struct out_session *s, const struct dialback_attrs *a, enum di
     }
     log_info("out: pair local=%s remote=%s on the stream of %s: %s", a->to, a->from, s->local,
              dialback_type_name(type));
+    if (type == DIALBACK_TYPE_VALID)
+        s2s_stream_add_pair(&s->st, a->to, a->from);
     if (s->cbs.pair_result != NULL)
         s->cbs.pair_result(s, a->to, type, cond, s->cbs.arg);
     if (type == DIALBACK_TYPE_INVALID)
@@ -566,6 +575,8 @@ handle_bidi_stanza(struct out_session *s, struct stanza *st)
         err = XMPP_STREAM_ERR_INVALID_FROM;
     else {
         s2s_stats.in_accepted++;
+        s->st.stanzas_in++;
+        s->st.last_active = s2s_now_coarse();
         s->cbs.stanza_take(s, st, s->cbs.arg);
         return;
     }
@@ -773,12 +784,14 @@ conn_event_cb(struct conn *c, enum conn_event ev, const char *reason, void *arg)
         return;
     default:
         if (ev != CONN_EV_EOF) {
+            s2s_stream_bytes(&s->st, conn_stats(s->conn));
             conn_free(s->conn);
             s->conn = NULL;
         }
         if (s->state == OUT_READY) {
             log_info("out: connection lost local=%s remote=%s event=%s reason=\"%s\"", s->local,
                      s->remote, conn_event_name(ev), reason);
+            s2s_stream_reason(&s->st, ev == CONN_EV_EOF ? "peer closed" : reason);
             out_finish(s);
             return;
         }
@@ -789,6 +802,26 @@ conn_event_cb(struct conn *c, enum conn_event ev, const char *reason, void *arg)
                  reason);
     }
 }
+
+static const char *
+st_state(const void *session)
+{
+    return out_strstate(session);
+}
+
+static const struct conn *
+st_conn(const void *session)
+{
+    return ((const struct out_session *)session)->conn;
+}
+
+static void
+st_close(void *session, const char *why)
+{
+    out_close(session, why);
+}
+
+static const struct s2s_stream_ops stream_ops = {st_state, st_conn, st_close};
 
 struct out_session *
 out_new(struct event_base *base, struct conn *c, const char *local, const char *remote,
@@ -841,6 +874,7 @@ out_new(struct event_base *base, struct conn *c, const char *local, const char *
     s->ev_free = evtimer_new(base, free_cb, s);
     s->state = OUT_CONNECTED;
     s2s_stats.out_streams++;
+    s2s_stream_register(&s->st, true, s, &stream_ops, &s->auth, conn_peer(c));
     ccbs.arg = s;
     conn_set_cbs(c, &ccbs);
     conn_set_timeouts(c, &s->opts.timeouts);
@@ -866,6 +900,8 @@ out_send(struct out_session *s, struct stanza *st)
     }
     stanza_serialize_flags(st, conn_output(s->conn), STANZA_NS_SERVER, STANZA_SER_DB_DECLARED);
     stanza_free(st);
+    s->st.stanzas_out++;
+    s->st.last_active = s2s_now_coarse();
     return 0;
 }
 

@@ -84,6 +84,7 @@ struct route {
     struct pool_bidi bidi;
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
+    double started;         /* s2s_now() at RESOLVING: DNS and set-up latencies */
 };
 
 struct pool {
@@ -305,6 +306,8 @@ route_fail_ex(struct route *r, enum xmpp_stanza_error cond, const char *why, boo
     if (r->out != NULL && close_out)
         out_close(r->out, why); /* its callbacks are ignored while FAILED */
     remote_failed(p, r->remote, cond, why);
+    if (r->qn > 0 && s2s_bounce_hook != NULL)
+        s2s_bounce_hook(r->local, r->remote, r->qn, cond, why);
     bounce_queue(r, cond, why);
     fail_verifies(r, cond == XMPP_STANZA_ERR_REMOTE_SERVER_TIMEOUT
                          ? DIALBACK_ERR_REMOTE_SERVER_TIMEOUT
@@ -405,6 +408,9 @@ static void
 route_ready(struct route *r)
 {
     route_set_state(r, R_READY);
+    if (r->started > 0)
+        s2s_hist_observe(&s2s_stats.route_setup, s2s_now() - r->started);
+    r->started = 0;
     event_del(r->ev_queue);
     remote_succeeded(r->p, r->remote);
     route_flush(r);
@@ -614,6 +620,7 @@ dns_cb(struct dns_targets *t, void *arg)
     const struct conf *c = r->p->conf;
 
     r->dnsreq = NULL;
+    s2s_hist_observe(&s2s_stats.dns_latency, s2s_now() - r->started);
     if (t->status != DNS_OK) {
         char why[400];
 
@@ -661,6 +668,7 @@ route_start(struct route *r)
         tv = tv_of(p->conf->timeouts.queue);
         evtimer_add(r->ev_queue, &tv);
     }
+    r->started = s2s_now();
     if (route_try_pooling(r))
         return;
     route_set_state(r, R_RESOLVING);
@@ -1030,4 +1038,32 @@ size_t
 pool_streams(const struct pool *p)
 {
     return p->nstreams;
+}
+
+void
+pool_foreach_remote(const struct pool *p, pool_remote_fn fn, void *arg)
+{
+    const struct remote *rd;
+    uint64_t now = now_ms();
+
+    LIST_FOREACH(rd, &p->remotes, entry)
+    {
+        struct pool_remote_info ri = {0};
+
+        ri.domain = rd->domain;
+        ri.backoff = rd->backoff;
+        ri.retry_in = rd->retry_ms > now ? (double)(rd->retry_ms - now) / 1000.0 : 0;
+        ri.cond = rd->cond;
+        ri.why = rd->why;
+        fn(&ri, arg);
+    }
+}
+
+void
+pool_foreach_route(const struct pool *p, pool_route_fn fn, void *arg)
+{
+    const struct route *r;
+
+    TAILQ_FOREACH(r, &p->routes, entry)
+    fn(r->local, r->remote, route_state_names[r->state], r->qn, arg);
 }

@@ -108,4 +108,19 @@ bool pool_route_ready(const struct pool *p, const char *local, const char *remot
 double pool_backoff(const struct pool *p, const char *remote);
 size_t pool_streams(const struct pool *p); /* out sessions alive */
 
+/* For ctl and metrics: the remote domains that failed (backoff state, last error). */
+struct pool_remote_info {
+    const char *domain;
+    double backoff;  /* current backoff in seconds (0: succeeded since) */
+    double retry_in; /* seconds until the next try is allowed (0: now) */
+    enum xmpp_stanza_error cond;
+    const char *why; /* last failure */
+};
+typedef void (*pool_remote_fn)(const struct pool_remote_info *ri, void *arg);
+void pool_foreach_remote(const struct pool *p, pool_remote_fn fn, void *arg);
+/* Every route: its pair, state name and queued stanzas. */
+typedef void (*pool_route_fn)(const char *local, const char *remote, const char *state,
+                              size_t queued, void *arg);
+void pool_foreach_route(const struct pool *p, pool_route_fn fn, void *arg);
+
 #endif

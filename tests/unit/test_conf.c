@@ -389,6 +389,53 @@ test_enums(void **state)
                  "dns.backend: expected \"c-ares\" or \"unbound\", got \"bind\"");
 }
 
+/* ctl, metrics, eventlog (issue 9): defaults, values, errors in the FILE:LINE: KEY style. */
+static void
+test_operating_sections(void **state)
+{
+    char path[PATH_MAX * 2];
+    struct conf *c;
+
+    c = load_text(HOST1);
+    assert_non_null(c);
+    assert_string_equal(c->ctl.socket, "/run/s2sproxy/ctl.sock");
+    assert_null(c->metrics.listen); /* off by default */
+    assert_int_equal(c->metrics.top_domains, 20);
+    assert_null(c->eventlog.file);
+    assert_false(c->eventlog.syslog);
+    conf_free(c);
+
+    c = load_text(HOST1 "ctl = { socket = \"\"; };\n"
+                        "metrics = { listen = \"[::1]:9269\"; domains = [ \"B.example\" ];\n"
+                        "  top_domains = 0; };\n"
+                        "eventlog = { file = \"events.jsonl\"; syslog = true; };\n");
+    if (c == NULL)
+        fail_msg("%s", err);
+    assert_null(c->ctl.socket);
+    assert_string_equal(c->metrics.listen->text, "[::1]:9269");
+    assert_int_equal(c->metrics.ndomains, 1);
+    assert_string_equal(c->metrics.domains[0], "b.example");
+    assert_int_equal(c->metrics.top_domains, 0);
+    snprintf(path, sizeof(path), "%s/events.jsonl", tmpdir);
+    assert_string_equal(c->eventlog.file, path);
+    assert_true(c->eventlog.syslog);
+    conf_free(c);
+
+    expect_error(HOST1 "ctl = { path = \"x\"; };\n", 2, "ctl.path: unknown option");
+    expect_error(HOST1 "metrics = { listen = \"127.0.0.1\"; };\n", 2,
+                 "metrics.listen: \"127.0.0.1\": a port is required (\"127.0.0.1:9269\")");
+    expect_error(HOST1 "metrics = { listen = \"localhost:9269\"; };\n", 2,
+                 "metrics.listen: \"localhost:9269\": expected a numeric IP address "
+                 "(\"192.0.2.1:53\", \"[2001:db8::1]:53\")");
+    expect_error(HOST1 "metrics = { top_domains = 1001; };\n", 2,
+                 "metrics.top_domains: 1001 is out of range 0..1000");
+    expect_error(HOST1 "metrics = {\n domains = [ \"bad domain\" ]; };\n", 3,
+                 "metrics.domains[0]: \"bad domain\" is not a valid domain: character ' ' is not "
+                 "allowed in a DNS name");
+    expect_error(HOST1 "eventlog = { syslog = \"yes\"; };\n", 2,
+                 "eventlog.syslog: expected a boolean (true or false), got a string");
+}
+
 static void
 test_ranges(void **state)
 {
@@ -630,16 +677,27 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example_loads), cmocka_unit_test(test_relative_config_path),
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_all_values),
-        cmocka_unit_test(test_missing_file),  cmocka_unit_test(test_syntax_error),
-        cmocka_unit_test(test_unknown_keys),  cmocka_unit_test(test_wrong_types),
-        cmocka_unit_test(test_enums),         cmocka_unit_test(test_ranges),
-        cmocka_unit_test(test_hosts),         cmocka_unit_test(test_hosts_duplicate_and_case),
-        cmocka_unit_test(test_bad_domains),   cmocka_unit_test(test_bad_addresses),
-        cmocka_unit_test(test_files),         cmocka_unit_test(test_relative_paths),
-        cmocka_unit_test(test_include),       cmocka_unit_test(test_dns_backend_rules),
-        cmocka_unit_test(test_ciphers),       cmocka_unit_test(test_engine_sections),
+        cmocka_unit_test(test_example_loads),
+        cmocka_unit_test(test_relative_config_path),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_values),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_syntax_error),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_enums),
+        cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_operating_sections),
+        cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_hosts_duplicate_and_case),
+        cmocka_unit_test(test_bad_domains),
+        cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_include),
+        cmocka_unit_test(test_dns_backend_rules),
+        cmocka_unit_test(test_ciphers),
+        cmocka_unit_test(test_engine_sections),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
