@@ -341,6 +341,37 @@ def case_outage_bounce(w, r):
            f"{took:.1f} s (timeouts.queue = {QUEUE_TIMEOUT} s)")
 
 
+def case_counters(w, r):
+    """The daemon's own books (``s2sproxy ctl stats``) balance after everything above:
+    outbound accepted = delivered + bounced + dropped (nothing left queued), with the
+    unknown domain's remote-server-not-found among the bounces; on the link to A,
+    to_local = delivered + bounced + queued + inflight = inbound accepted + outbound
+    bounced, exactly the outage's messages bounced, one disconnect per stop of A's
+    server."""
+    w.settle_link()
+
+    def balanced():
+        st = w.proxy.ctl_json("stats")
+        o = st["outbound"]
+        return st if o["accepted"] == o["delivered"] + o["bounced"] + o["dropped"] else None
+    st = P.wait_until(balanced, 10, "outbound counters to balance", procs=[w.proxy.proc])
+    o, link = st["outbound"], st["links"][0]
+    assert o["bounced_by"].get("remote-server-not-found", 0) >= 1, o
+    assert o["dropped"] == 0, o
+    assert link["domain"] == "a.test" and link["up"], link
+    assert link["to_local"] == (link["delivered"] + link["bounced"] + link["queued"]
+                                + link["inflight"]), link
+    assert link["bounced"] == OUTAGE_MESSAGES, link
+    assert link["disconnects"] == 2, link
+    # everything for a.test goes over the link: what B sent, and the proxy's bounces of
+    # what A's users sent (remote-server-not-found)
+    assert link["to_local"] == st["inbound"]["accepted"] + o["bounced"], st
+    r.note("proxy counters: outbound accepted {accepted} = delivered {delivered} + bounced "
+           "{bounced} + dropped {dropped}; ".format(**o)
+           + "link a.test: to_local {to_local} = delivered {delivered} + bounced {bounced} "
+           "+ queued {queued} + inflight {inflight}".format(**link))
+
+
 def case_logs_clean(w):
     """No error or traceback in A's Prosody log; the proxy never logged a bug."""
     with open(w.a.log, errors="replace") as f:
@@ -375,6 +406,7 @@ def run(name, local="prosody", extra_cases=True, log_check=case_logs_clean,
         r.case("unknown_user_on_a", case_unknown_user, w, unknown_user_conditions)
         r.case("restart_local_server", case_restart, w, r)
         r.case("local_server_outage_bounce", case_outage_bounce, w, r)
+        r.case("proxy_counters_balance", case_counters, w, r)
         r.case("logs_clean", log_check, w)
         r.case("all_processes_alive", procs.check)
         if r.failed:

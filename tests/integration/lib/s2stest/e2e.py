@@ -53,6 +53,7 @@ class Proxy:
         self.port = P.free_port(ip)
         self.cfg = os.path.join(self.dir, "s2sproxy.conf")
         self.secret_file = os.path.join(self.dir, "dialback.secret")
+        self.ctl_socket = os.path.join(self.dir, "ctl.sock")
         host, port = component
         text = f"""# s2sproxy for {domain}, written by tests/integration/lib/s2stest/e2e.py
 log = {{ level = "debug"; }};
@@ -63,6 +64,7 @@ tls = {{ ca_file = "{ca_file}"; }};
 listen = {{ starttls = [ "{ip}:{self.port}" ]; }};
 timeouts = {{ connect = 2; queue = {queue_timeout}; backoff_min = 0.2; backoff_max = 1; }};
 dialback = {{ secret_file = "{self.secret_file}"; }};
+ctl = {{ socket = "{self.ctl_socket}"; }};
 dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
         trust_anchor_file = "{knot.trust_anchor_file}";
         unbound_options = ( ("local-zone:", "test. transparent") ); timeout = 3; }};
@@ -81,6 +83,14 @@ dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
 
     def mark(self):
         return P.log_mark(self.log)
+
+    def ctl(self, *args, timeout=10.0):
+        """``s2sproxy ctl ARGS`` on the daemon's admin socket: its output."""
+        return P.run([self.bin, "ctl", "-s", self.ctl_socket, *args], timeout=timeout).stdout
+
+    def ctl_json(self, *args):
+        import json
+        return json.loads(self.ctl(*args, "--json"))
 
     def wait_log(self, regex, since=0, timeout=10.0):
         return P.wait_log(self.log, regex, timeout, since=since, procs=[self.proc])
