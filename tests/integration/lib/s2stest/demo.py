@@ -178,6 +178,14 @@ def summary(w, trip, state):
             f"auth={s['method']}{extra}")
     for line in E.local_link_lines(proxy.log):
         say(f"    component link: {line}")
+    say(f"  the proxy's view now (s2sproxy ctl -s {proxy.ctl_socket} streams / stats):")
+    for cmd in ("streams", "stats"):
+        try:
+            text = proxy.ctl(cmd)
+        except Exception as exc:  # an older daemon without ctl: the log says enough
+            text = f"(ctl {cmd}: {exc})"
+        for line in text.rstrip().splitlines():
+            say(f"    {line}")
     say("  streams Prosody B lists (prosodyctl shell 's2s:show()'):")
     for s in b.s2s_sessions():
         say(f"    {s['host']} {s['dir']} {s['remote']}  tls={s['secure']} cert={s['cert']} "
