@@ -65,8 +65,8 @@ static const char *const limits_keys[] = {
     "queue_stanzas",  "queue_bytes", "connections_per_ip", "unauth_stanza_bytes",
     "dialback_pairs", NULL};
 static const char *const timeouts_keys[] = {
-    "connect",   "tls_handshake", "idle",        "authenticate", "route_idle",
-    "keepalive", "backoff_min",   "backoff_max", "queue",        NULL};
+    "connect",     "tls_handshake", "idle",  "authenticate", "route_idle",  "keepalive",
+    "backoff_min", "backoff_max",   "queue", "ping",         "ping_answer", NULL};
 static const char *const dns_keys[] = {"backend",         "servers", "trust_anchor_file",
                                        "unbound_options", "timeout", "cache_min_ttl",
                                        "cache_max_ttl",   NULL};
@@ -672,8 +672,13 @@ load_timeouts(struct loader *l, const config_setting_t *root)
         get_seconds(l, g, "keepalive", 60, 1, 3600, &t->keepalive) == -1 ||
         get_seconds(l, g, "backoff_min", 5, 0.1, 3600, &t->backoff_min) == -1 ||
         get_seconds(l, g, "backoff_max", 300, t->backoff_min, 86400, &t->backoff_max) == -1 ||
-        get_seconds(l, g, "queue", 60, 1, 3600, &t->queue) == -1)
+        get_seconds(l, g, "queue", 60, 1, 3600, &t->queue) == -1 ||
+        get_seconds(l, g, "ping", 60, 0, 86400, &t->ping) == -1 ||
+        get_seconds(l, g, "ping_answer", 15, 1, 3600, &t->ping_answer) == -1)
         return -1;
+    if (t->ping > 0 && t->ping < 1)
+        return conf_error(l, config_setting_get_member(g, "ping"),
+                          "%g: use 0 (off) or 1..86400 seconds", t->ping);
     return 0;
 }
 

@@ -123,6 +123,8 @@ struct conf_timeouts {
     double backoff_min;   /* first retry delay per remote domain; 0.1..3600, default 5 */
     double backoff_max;   /* largest retry delay; backoff_min..86400, default 300 */
     double queue;         /* a stanza waits this long for a route; 1..3600, default 60 */
+    double ping;          /* XEP-0199 ping after this much staleness; 0 (off) or 1..86400, 60 */
+    double ping_answer;   /* a ping unanswered this long closes the stream; 1..3600, 15 */
 };
 
 enum conf_dns_backend {

@@ -230,6 +230,12 @@ inflight_release(struct local *l, uint64_t off)
         TAILQ_REMOVE(&l->inflight, e, entry);
         l->stats.inflight--;
         l->stats.delivered++;
+        /* The trace of a stanza known delivered (its id): tests wait for it before
+         * stopping the server, so that nothing is written twice or bounced late. */
+        if (log_enabled(LOG_LVL_DEBUG))
+            log_debug("local: delivered domain=%s %s id=%s to=%s", l->domain, stanza_name(e->st),
+                      stanza_attr(e->st, "id") ? stanza_attr(e->st, "id") : "-",
+                      stanza_attr(e->st, "to") ? stanza_attr(e->st, "to") : "-");
         stanza_free(e->st);
         free(e);
     }
@@ -384,6 +390,8 @@ ack_answer(struct local *l, struct stanza *st)
         l->stats.acks++;
         evtimer_del(l->ev_ack_timeout);
         inflight_release(l, l->ping_end);
+        log_debug("local: acked domain=%s ping=%s inflight=%zu", l->domain, l->ping_id,
+                  l->stats.inflight);
         if (!TAILQ_EMPTY(&l->inflight))
             ack_arm(l);
     }

@@ -17,6 +17,8 @@
 #include "s2s/out.h"
 #include "s2s/policy.h"
 #include "s2s/policy_facts.h"
+#include "s2s/peerauth.h"
+#include "s2s/ping.h"
 #include "s2s/stats.h"
 
 #define DOMAIN_BUF 256
@@ -89,6 +91,7 @@ struct route {
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
     struct event *ev_hold;  /* a rate limit holds the queue until it fires */
+    struct ping *ping;      /* XEP-0199 on the stream we write to (not via_bidi) */
     double started;         /* s2s_now() at RESOLVING: DNS and set-up latencies */
 };
 
@@ -133,6 +136,8 @@ route_set_state(struct route *r, enum route_state st)
     log_debug("pool: route local=%s remote=%s %s -> %s", r->local, r->remote,
               route_state_names[r->state], route_state_names[st]);
     r->state = st;
+    if (st != R_READY)
+        ping_stop(r->ping); /* a ping belongs to the stream that carried it */
 }
 
 /* --- remotes (backoff) ----------------------------------------------------------------- */
@@ -335,10 +340,12 @@ static void route_ready(struct route *r);
 
 static void route_detach(struct route *r, bool restart);
 
+/* A stream that is closing (idle, stale) takes nothing more: stanzas queue until
+ * o_closed restarts the route, instead of vanishing into the dying stream. */
 static bool
 route_writable(const struct route *r)
 {
-    return r->via_bidi || !out_output_full(r->out);
+    return r->via_bidi || (out_ready(r->out) && !out_output_full(r->out));
 }
 
 /* 0 when written; -1 when a bidi stream refused it (st is still ours). */
@@ -347,7 +354,10 @@ route_write(struct route *r, struct stanza *st)
 {
     if (r->via_bidi)
         return r->bidi.send(r->bidi.ctx, r->local, r->remote, st);
-    return out_send(r->out, st) == 0 ? 0 : 1;
+    if (out_send(r->out, st) == -1)
+        return 1;
+    ping_wrote(r->ping, r->p->conf->timeouts.ping, r->p->conf->timeouts.ping_answer);
+    return 0;
 }
 
 static void route_flush(struct route *r);
@@ -808,6 +818,30 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
         out_close(r->out, "route idle");
 }
 
+/* XEP-0199 (ping.h): the ping goes on the stream the route writes to. */
+static int
+ping_send_cb(void *arg, struct stanza *st)
+{
+    struct route *r = arg;
+
+    if (r->state != R_READY || r->via_bidi || r->out == NULL) {
+        stanza_free(st);
+        return -1;
+    }
+    return out_send(r->out, st);
+}
+
+/* A stale stream is closed; o_closed restarts the route if stanzas wait (what was
+ * written to the stale stream is lost: docs/federation.md). */
+static void
+ping_stale_cb(void *arg, const char *why)
+{
+    struct route *r = arg;
+
+    if (r->state == R_READY && !r->via_bidi && r->out != NULL)
+        out_close(r->out, why);
+}
+
 /* --- routes ---------------------------------------------------------------------------- */
 
 static struct route *
@@ -838,6 +872,8 @@ route_get(struct pool *p, const char *local, const char *remote)
     r->ev_queue = evtimer_new(p->base, queue_timeout_cb, r);
     r->ev_idle = evtimer_new(p->base, idle_cb, r);
     r->ev_hold = evtimer_new(p->base, hold_cb, r);
+    r->ping =
+        ping_new(p->base, local, remote, &(struct ping_cbs){ping_send_cb, ping_stale_cb, NULL, r});
     TAILQ_INSERT_TAIL(&p->routes, r, entry);
     return r;
 }
@@ -858,6 +894,7 @@ route_maybe_free(struct route *r)
     event_free(r->ev_queue);
     event_free(r->ev_idle);
     event_free(r->ev_hold);
+    ping_free(r->ping);
     free(r);
 }
 
@@ -990,6 +1027,20 @@ pool_bidi_remove(struct pool *p, void *ctx)
     }
 }
 
+/* XEP-0199: any stanza from remote to local feeds the route's ping; its answer is ours. */
+bool
+pool_heard(struct pool *p, const struct stanza *st)
+{
+    char local[DOMAIN_BUF], remote[DOMAIN_BUF];
+    struct route *r;
+
+    if (peerauth_jid_domain(stanza_attr(st, "to"), local, sizeof(local)) == -1 ||
+        peerauth_jid_domain(stanza_attr(st, "from"), remote, sizeof(remote)) == -1)
+        return false;
+    r = route_find(p, local, remote);
+    return ping_heard(r != NULL ? r->ping : NULL, st);
+}
+
 void
 pool_verify_cancel(struct pool *p, struct pool_verify *v)
 {
@@ -1119,6 +1170,7 @@ pool_free(struct pool *p)
         event_free(r->ev_queue);
         event_free(r->ev_idle);
         event_free(r->ev_hold);
+        ping_free(r->ping);
         free(r);
     }
     while ((rd = LIST_FIRST(&p->remotes)) != NULL) {

@@ -17,6 +17,9 @@
  *     to backoff_max. While it runs, new stanzas for that domain bounce at once with the
  *     same condition. Success clears it.
  *   - A READY route whose stream carried nothing for timeouts.route_idle is closed.
+ *   - XEP-0199 (s2s/ping.h): a stream that carried stanzas while nothing came back from
+ *     the remote for timeouts.ping gets a ping; no answer within timeouts.ping_answer
+ *     closes it as stale (the route restarts when stanzas wait).
  *   - Pooling (XEP-0220 multiplexing): a route that starts while a READY stream of ours
  *     to the same remote domain exists asks that stream to carry its pair too (one more
  *     <db:result/>); if the peer refuses, the route opens a stream of its own. When the
@@ -87,6 +90,13 @@ void pool_bidi_add(struct pool *p, const char *local, const char *remote,
                    const struct pool_bidi *b);
 /* The inbound stream ctx is gone: routes on it go IDLE (and restart if stanzas wait). */
 void pool_bidi_remove(struct pool *p, void *ctx);
+
+/*
+ * XEP-0199 (s2s/ping.h): a stanza from a remote server arrived for a local domain, on
+ * any stream. It shows the remote alive for the pair; true when it is the answer to one
+ * of our pings (the caller drops it: it is not the local server's).
+ */
+bool pool_heard(struct pool *p, const struct stanza *st);
 
 typedef void (*pool_verify_fn)(enum dialback_type type, enum dialback_cond cond, void *arg);
 /* Asks remote's authoritative server about key; fn runs once (from the loop) unless

@@ -225,6 +225,11 @@ deliver_local(struct router *r, struct stanza *st)
     char to[DOMAIN_BUF];
     const struct router_sink *sink = NULL;
 
+    /* XEP-0199: the answer to our ping on a stale stream is ours (s2s/ping.h). */
+    if (pool_heard(r->pool, st)) {
+        stanza_free(st);
+        return;
+    }
     /* A stanza for a subdomain (conference.a.test) goes through its parent's link. */
     if (peerauth_jid_domain(stanza_attr(st, "to"), to, sizeof(to)) == 0)
         for (const char *d = to; d != NULL && sink == NULL; d = strchr(d + 1, '.'))

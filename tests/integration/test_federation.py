@@ -18,8 +18,10 @@ Cases: a.test -> b.test and back through the proxy with SASL EXTERNAL (without
 the local link: the proxy answers b.test's stanza with service-unavailable over
 its own outbound stream to b.test, which crosses both directions all the
 same); a.test -> c.test and back with dialback; with the local link, users on
-both sides exchange messages, a domain without servers bounces with
-remote-server-not-found, one that never answers with remote-server-timeout.
+both sides exchange messages, a one-way stanza to b.test is followed by the
+proxy's XEP-0199 ping (timeouts.ping = 1), which Prosody answers, a domain
+without servers bounces with remote-server-not-found, one that never answers
+with remote-server-timeout.
 Measured (``#`` lines): time from the first stanza on a new route to its
 delivery, per method; memory per established idle TLS stream (N inbound
 STARTTLS streams held open, RSS delta / N).
@@ -71,7 +73,8 @@ hosts = ( {{ domain = "a.test"; certificate = "{leaf.chain}"; key = "{leaf.key}"
 tls = {{ ca_file = "{ca.cert}"; }};
 listen = {{ starttls = [ "{PROXY_IP}:{self.port}" ]; }};
 limits = {{ connections_per_ip = {IDLE_STREAMS + 50}; }};
-timeouts = {{ connect = 2; queue = 6; authenticate = 300; backoff_min = 0.5; backoff_max = 2; }};
+timeouts = {{ connect = 2; queue = 6; authenticate = 300; backoff_min = 0.5; backoff_max = 2;
+             ping = 1; ping_answer = 5; }};
 dns = {{ backend = "unbound"; servers = [ "{knot.ip}:{knot.port}" ];
         trust_anchor_file = "{knot.trust_anchor_file}";
         unbound_options = ( ("local-zone:", "test. transparent") ); timeout = 3; }};
@@ -237,6 +240,27 @@ def case_c_dialback(w, r):
                f"opened already to verify the proxy's key)")
 
 
+def case_ping_answered(w, r):
+    """XEP-0199: a one-way stanza a->b on the proxy's own stream to b.test; after
+    timeouts.ping (1 s) without a word back, the proxy pings b.test, Prosody answers
+    (mod_ping) and the stream stays."""
+    mark = w.proxy.mark()
+
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        took = await X.deliver(alice, bob, "a->b, no answer expected", timeout=15)
+        await X.close_all(alice, bob)
+        return took
+    X.run(scenario(), timeout=40)
+    m = w.proxy.wait_log(r"ping: local=a\.test remote=b\.test ping id=s2sproxy-ping-\d+ "
+                         r"answered \((result|error)\) after (\d+) ms", since=mark, timeout=10)
+    assert not P.log_search(w.proxy.log, r"stale: no answer to XEP-0199 ping", since=mark)
+    assert not P.log_search(w.proxy.log, r"out: closing local=a\.test remote=b\.test",
+                            since=mark), "the stream to b.test was closed"
+    r.note(f"XEP-0199 ping to b.test (Prosody) answered ({m.group(1)}) after "
+           f"{m.group(2)} ms")
+
+
 def case_inbound_bidi(w, r):
     """b.test restarts (the proxy's stream to it goes away), then speaks first: its new
     stream into the proxy asks for bidi (XEP-0288), and the proxy's answer a->b goes
@@ -341,6 +365,7 @@ def main():
         r.case("b_test_sasl_external_both_ways", case_b_sasl_external, w, r)
         r.case("c_test_dialback_all_roles", case_c_dialback, w, r)
         if HAVE_LOCAL:
+            r.case("xep0199_ping_answered", case_ping_answered, w, r)
             r.case("inbound_bidi_stream", case_inbound_bidi, w, r)
             r.case("remote_server_not_found", case_not_found, w)
             r.case("remote_server_timeout", case_timeout, w)

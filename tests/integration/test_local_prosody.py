@@ -93,13 +93,6 @@ class Driver:
         return {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
 
 
-class ProxiedProsody(PR.Prosody):
-    """A Prosody with native s2s disabled: no s2s port to wait for at start."""
-
-    def ports(self):
-        return [p for p in (self.c2s_port, self.component_port) if p]
-
-
 class World:
     def __init__(self, procs, scratch):
         self.procs, self.scratch = procs, scratch
@@ -108,13 +101,13 @@ class World:
         extra = (f"s2sproxy_component = {PR.lua(COMPONENT)}\n"
                  f"Component {PR.lua(MUC)} \"muc\"\n"
                  f"  modules_enabled = {{ \"s2sproxy\" }}\n")
-        self.a = ProxiedProsody(procs, scratch, "a", "127.0.0.2", {"a.test": leaf},
-                                self.ca.cert, users={USER: PW}, dialback=False,
-                                components=[PR.Component(COMPONENT, SECRET,
-                                                         validate_from=False)],
-                                modules=["s2sproxy"], modules_disabled=["s2s"],
-                                plugin_paths=[os.path.join(SRC, "contrib", "prosody")],
-                                extra_global=extra)
+        self.a = PR.Prosody(procs, scratch, "a", "127.0.0.2", {"a.test": leaf},
+                            self.ca.cert, users={USER: PW}, dialback=False,
+                            components=[PR.Component(COMPONENT, SECRET,
+                                                     validate_from=False)],
+                            modules=["s2sproxy"], modules_disabled=["s2s"],
+                            plugin_paths=[os.path.join(SRC, "contrib", "prosody")],
+                            extra_global=extra)
         self.a.start()
         self.driver = None
 

@@ -182,6 +182,7 @@ test_defaults(void **state)
     assert_true(c->timeouts.authenticate == 30.0);
     assert_true(c->timeouts.backoff_min == 5.0 && c->timeouts.backoff_max == 300.0);
     assert_true(c->timeouts.queue == 60.0 && c->timeouts.keepalive == 60.0);
+    assert_true(c->timeouts.ping == 60.0 && c->timeouts.ping_answer == 15.0);
     assert_int_equal(c->listen.nstarttls, 2);
     assert_string_equal(c->listen.starttls[1].text, "[::]:5269");
     assert_int_equal(c->listen.starttls[1].salen, sizeof(struct sockaddr_in6));
@@ -270,7 +271,8 @@ test_all_values(void **state)
                   "  ciphers = \"ECDHE+AESGCM\"; ciphersuites = \"TLS_AES_128_GCM_SHA256\"; };\n"
                   "limits = { stanza_bytes = 1024; xml_depth = 8; xml_attributes = 1024;\n"
                   "  stream_header_bytes = 65536; };\n"
-                  "timeouts = { connect = 0.5; tls_handshake = 300; idle = 1; };\n"
+                  "timeouts = { connect = 0.5; tls_handshake = 300; idle = 1; ping = 0;\n"
+                  "  ping_answer = 2.5; };\n"
                   "dns = { backend = \"unbound\"; servers = [ \"127.0.0.1:5353\", "
                   "\"[::1]:53\", \"::1\", \"192.0.2.1\" ];\n"
                   "  trust_anchor_file = \"root.key\";\n"
@@ -292,6 +294,7 @@ test_all_values(void **state)
     assert_true(c->timeouts.connect == 0.5);
     assert_true(c->timeouts.tls_handshake == 300.0);
     assert_true(c->timeouts.idle == 1.0);
+    assert_true(c->timeouts.ping == 0.0 && c->timeouts.ping_answer == 2.5);
     assert_int_equal(c->dns.backend, CONF_DNS_UNBOUND);
     assert_int_equal(c->dns.nservers, 4);
     assert_string_equal(c->dns.servers[0].address, "127.0.0.1");
@@ -453,6 +456,14 @@ test_ranges(void **state)
                  "timeouts.connect: 0.05 is out of range 0.1..300 seconds");
     expect_error(HOST1 "timeouts = { tls_handshake = 301; };\n", 2,
                  "timeouts.tls_handshake: 301 is out of range 0.1..300 seconds");
+    expect_error(HOST1 "timeouts = { ping = 0.5; };\n", 2,
+                 "timeouts.ping: 0.5: use 0 (off) or 1..86400 seconds");
+    expect_error(HOST1 "timeouts = { ping = 86401; };\n", 2,
+                 "timeouts.ping: 86401 is out of range 0..86400 seconds");
+    expect_error(HOST1 "timeouts = { ping_answer = 0; };\n", 2,
+                 "timeouts.ping_answer: 0 is out of range 1..3600 seconds");
+    expect_error(HOST1 "timeouts = { ping = \"60\"; };\n", 2,
+                 "timeouts.ping: expected a number of seconds, got a string");
     expect_error(HOST1 "dns = { timeout = 61; };\n", 2,
                  "dns.timeout: 61 is out of range 0.1..60 seconds");
     expect_error(HOST1 "dns = { cache_max_ttl = 604801; };\n", 2,

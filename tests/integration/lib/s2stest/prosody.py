@@ -242,8 +242,10 @@ class Prosody:
         return self
 
     def ports(self):
-        return [p for p in (self.c2s_port, self.s2s_port, self.s2s_tls_port,
-                            self.component_port) if p]
+        """The ports this Prosody listens on (``start`` waits for each): no s2s
+        ports when native s2s is disabled (``modules_disabled = {"s2s"}``)."""
+        s2s = () if "s2s" in self.modules_disabled else (self.s2s_port, self.s2s_tls_port)
+        return [p for p in (self.c2s_port, *s2s, self.component_port) if p]
 
     def stop(self):
         if self.proc:
