@@ -242,6 +242,21 @@ dialback_pair_state(const struct dialback_pairs *p, const char *local, const cha
     return e != NULL ? e->state : DIALBACK_STATE_NONE;
 }
 
+enum dialback_step
+dialback_pair_revoke(struct dialback_pairs *p, const char *local, const char *remote)
+{
+    char l[NAMEBUF], r[NAMEBUF];
+    struct entry *e;
+
+    if (p == NULL || !name_norm(local, l) || !name_norm(remote, r))
+        return DIALBACK_STEP_BAD;
+    e = pair_find(p, l, r);
+    if (e == NULL || e->state != DIALBACK_STATE_VALID)
+        return DIALBACK_STEP_UNSOLICITED;
+    e->state = DIALBACK_STATE_ERROR;
+    return DIALBACK_STEP_OK;
+}
+
 bool
 dialback_pair_valid(const struct dialback_pairs *p, const char *local, const char *remote)
 {

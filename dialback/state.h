@@ -69,6 +69,10 @@ enum dialback_step dialback_pair_answer(struct dialback_pairs *pairs, const char
                                         const char *remote, enum dialback_state verdict);
 enum dialback_state dialback_pair_state(const struct dialback_pairs *pairs, const char *local,
                                         const char *remote);
+/* A valid pair is withdrawn (a reloaded policy refuses it): valid -> error, so stanzas no
+ * longer pass for it and it may be asked again. UNSOLICITED if the pair is not valid. */
+enum dialback_step dialback_pair_revoke(struct dialback_pairs *pairs, const char *local,
+                                        const char *remote);
 /* The check for every stanza (RFC 6120 §13.5, DESIGN invariant 2): is this pair valid on
  * this stream, and the stream not condemned? */
 bool dialback_pair_valid(const struct dialback_pairs *pairs, const char *local, const char *remote);

@@ -565,6 +565,19 @@ in_dialback_verdict(struct in_session *s, const char *local, const char *remote,
     }
 }
 
+int
+in_pair_refuse(struct in_session *s, const char *local, const char *remote, enum dialback_cond cond)
+{
+    if (s->state != IN_OPEN && s->state != IN_HEADER)
+        return -1;
+    if (dialback_pair_revoke(s->pairs, local, remote) != DIALBACK_STEP_OK)
+        return -1;
+    log_info("in: dialback id=%s peer=%s local=%s remote=%s withdrawn error=%s", s->id,
+             conn_peer(s->conn), local, remote, dialback_cond_name(cond));
+    send_db(s, "result", local, remote, NULL, DIALBACK_TYPE_ERROR, cond);
+    return 0;
+}
+
 /* --- stanzas --------------------------------------------------------------------------- */
 
 bool
@@ -601,6 +614,16 @@ handle_stanza(struct in_session *s, struct stanza *st)
     }
     if (!hosted(s, to)) {
         in_stream_error(s, XMPP_STREAM_ERR_HOST_UNKNOWN, "stanza for a domain we do not host");
+        goto drop;
+    }
+    if (!in_authorized(s, to, from) &&
+        dialback_pair_state(s->pairs, to, from) == DIALBACK_STATE_ERROR) {
+        /* A pair refused on this stream (in_pair_refuse, or a failed dialback): the peer
+         * was told with a db:result error and may still have stanzas in flight; its other
+         * pairs must not pay for them with the stream (XEP-0220 §2.4). */
+        log_info("in: id=%s peer=%s dropped a stanza from=%s to=%s: pair not authenticated", s->id,
+                 conn_peer(s->conn), from, to);
+        s2s_stats.policy_dropped++;
         goto drop;
     }
     if (!in_authorized(s, to, from)) {

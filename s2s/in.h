@@ -123,6 +123,15 @@ int in_send(struct in_session *s, const char *local, const char *remote, struct 
 
 /* Graceful close (shutdown, idle): a stream error when cond >= 0, then </stream:stream>. */
 void in_close(struct in_session *s, int cond, const char *why);
+/*
+ * Withdraws one dialback-authenticated pair (a reloaded policy refuses it, issue 7): the
+ * peer gets <db:result type='error'> with cond (XEP-0220 §2.4), stanzas for the pair are
+ * no longer accepted (dropped and logged, not a stream error: the stream and its other
+ * pairs live on). -1 if the pair was not authenticated by dialback on this stream (SASL
+ * EXTERNAL authenticates the whole stream: the caller closes it instead).
+ */
+int in_pair_refuse(struct in_session *s, const char *local, const char *remote,
+                   enum dialback_cond cond);
 
 /*
  * Stops reading from the stream for ms milliseconds, then reads again (rate limits:

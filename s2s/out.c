@@ -442,6 +442,16 @@ static void
 handle_extra_pair(struct out_session *s, const struct dialback_attrs *a, enum dialback_type type,
                   enum dialback_cond cond)
 {
+    if (type == DIALBACK_TYPE_ERROR &&
+        dialback_pair_revoke(s->pairs, a->to, a->from) == DIALBACK_STEP_OK) {
+        /* The peer withdrew a pair it had accepted (its policy changed, issue 7): nothing
+         * more goes out for it here; the stream and its other pairs live on. */
+        log_info("out: pair local=%s remote=%s on the stream of %s withdrawn by the peer: %s",
+                 a->to, a->from, s->local, dialback_cond_name(cond));
+        if (s->cbs.pair_result != NULL)
+            s->cbs.pair_result(s, a->to, type, cond, s->cbs.arg);
+        return;
+    }
     if (dialback_pair_answer(s->pairs, a->to, a->from, verdict_state(type)) != DIALBACK_STEP_OK) {
         log_info("out: unsolicited db:result answer local=%s remote=%s: dropped", a->to, a->from);
         return;

@@ -592,7 +592,19 @@ o_pair_result(struct out_session *s, const char *local, enum dialback_type type,
     TAILQ_FOREACH(r, &h->p->routes, entry)
     if (r->host == h && r->out == s && strcmp(r->local, local) == 0)
         break;
-    if (r == NULL || r->state != R_NEGOTIATING)
+    if (r == NULL)
+        return;
+    if (r->state == R_READY && type != DIALBACK_TYPE_VALID) {
+        /* Withdrawn by the peer (a reloaded policy): stanzas must not go on riding here;
+         * a stream of our own gets the peer's answer (and our senders their bounces). */
+        log_info("pool: route local=%s remote=%s withdrawn from the stream of %s", r->local,
+                 r->remote, h->local);
+        r->no_pooling = true;
+        route_detach(r, true);
+        route_maybe_free(r);
+        return;
+    }
+    if (r->state != R_NEGOTIATING)
         return;
     if (type == DIALBACK_TYPE_VALID) {
         log_info("pool: route local=%s remote=%s rides on the stream of %s", r->local, r->remote,
@@ -1016,14 +1028,22 @@ pool_bidi_add(struct pool *p, const char *local, const char *remote, const struc
 void
 pool_bidi_remove(struct pool *p, void *ctx)
 {
+    pool_bidi_remove_pair(p, ctx, NULL, NULL);
+}
+
+void
+pool_bidi_remove_pair(struct pool *p, void *ctx, const char *local, const char *remote)
+{
     struct route *r, *next;
 
     for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
         next = TAILQ_NEXT(r, entry);
-        if (r->via_bidi && r->bidi.ctx == ctx) {
-            route_detach(r, true);
-            route_maybe_free(r);
-        }
+        if (!r->via_bidi || r->bidi.ctx != ctx)
+            continue;
+        if (local != NULL && (strcmp(r->local, local) != 0 || strcmp(r->remote, remote) != 0))
+            continue;
+        route_detach(r, true);
+        route_maybe_free(r);
     }
 }
 

@@ -90,6 +90,8 @@ void pool_bidi_add(struct pool *p, const char *local, const char *remote,
                    const struct pool_bidi *b);
 /* The inbound stream ctx is gone: routes on it go IDLE (and restart if stanzas wait). */
 void pool_bidi_remove(struct pool *p, void *ctx);
+/* Only the pair (local, remote) of ctx is gone (refused on reload); NULL: any pair. */
+void pool_bidi_remove_pair(struct pool *p, void *ctx, const char *local, const char *remote);
 
 /*
  * XEP-0199 (s2s/ping.h): a stanza from a remote server arrived for a local domain, on

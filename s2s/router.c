@@ -764,27 +764,66 @@ per_ip_limit(const struct conf *c)
     return a;
 }
 
-/* After a reload: every live inbound pair is checked again; a stream with a pair the new
- * policy refuses is closed with the stream error it names, the others are untouched. */
+/* A stream must close on reload when a refused pair was proved by SASL EXTERNAL (it
+ * authenticated the whole stream) or when no pair of it would be left. */
+static bool
+recheck_must_close(const struct router *r, const struct insess *is)
+{
+    const struct inpair *ip;
+    struct policy_decision d;
+    bool refused = false, kept = false;
+
+    LIST_FOREACH(ip, &is->pairs, entry)
+    {
+        if (pair_allowed(r, ip->local, ip->remote, is->address, &ip->pa, &d)) {
+            kept = true;
+            continue;
+        }
+        if (ip->pa.method == PEERAUTH_SASL_EXTERNAL)
+            return true;
+        refused = true;
+    }
+    return refused && !kept;
+}
+
+/*
+ * After a reload: every live inbound pair is checked again. Issue 7: on a
+ * dialback-multiplexed stream only a refused pair goes (XEP-0220 §2.4 error, the policy's
+ * dialback condition) and the stream lives on for its other pairs; a stream whose
+ * refused pair was proved by SASL EXTERNAL, or that keeps no pair, is closed with the
+ * stream error the policy names. Streams the new policy allows are untouched.
+ */
 static void
 recheck_streams(struct router *r)
 {
     struct insess *is;
-    struct inpair *ip;
+    struct inpair *ip, *next;
     struct policy_decision d;
     char line[400];
+    bool close_it;
 
     LIST_FOREACH(is, &r->sessions, entry)
-    LIST_FOREACH(ip, &is->pairs, entry)
     {
-        if (pair_allowed(r, ip->local, ip->remote, is->address, &ip->pa, &d))
-            continue;
-        policy_decision_format(&d, line, sizeof(line));
-        log_info("router: reload: inbound stream peer=%s local=%s remote=%s closed: %s",
-                 is->address, ip->local, ip->remote, line);
-        s2s_stats.policy_refused++;
-        in_close(is->s, (int)d.stream_error, d.text);
-        break;
+        close_it = recheck_must_close(r, is);
+        for (ip = LIST_FIRST(&is->pairs); ip != NULL; ip = next) {
+            next = LIST_NEXT(ip, entry);
+            if (pair_allowed(r, ip->local, ip->remote, is->address, &ip->pa, &d))
+                continue;
+            policy_decision_format(&d, line, sizeof(line));
+            s2s_stats.policy_refused++;
+            if (close_it || in_pair_refuse(is->s, ip->local, ip->remote, d.dialback_error) == -1) {
+                log_info("router: reload: inbound stream peer=%s local=%s remote=%s closed: %s",
+                         is->address, ip->local, ip->remote, line);
+                in_close(is->s, (int)d.stream_error, d.text);
+                break;
+            }
+            log_info("router: reload: inbound pair peer=%s local=%s remote=%s refused, "
+                     "stream kept: %s",
+                     is->address, ip->local, ip->remote, line);
+            pool_bidi_remove_pair(r->pool, is, ip->local, ip->remote);
+            LIST_REMOVE(ip, entry);
+            free(ip);
+        }
     }
 }
 

@@ -90,9 +90,9 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
     struct dns_targets *t = calloc(1, sizeof(*t));
     dns_targets_fn cb = q->cb;
     void *cbarg = q->arg;
-    uint16_t port = strcmp(q->domain, "a.test") == 0   ? A.port
-                    : strcmp(q->domain, "b.test") == 0 ? B.port
-                                                       : 0;
+    uint16_t port = strcmp(q->domain, "a.test") == 0 || strcmp(q->domain, "a2.test") == 0 ? A.port
+                    : strcmp(q->domain, "b.test") == 0                                    ? B.port
+                                                                                          : 0;
 
     (void)fd;
     (void)what;
@@ -547,6 +547,62 @@ test_reload_recheck(void **state)
     policy_unref(c2.policy);
 }
 
+static bool
+a2_not_ready(void *arg)
+{
+    (void)arg;
+    return !pool_route_ready(router_pool(A.r), "a2.test", "b.test");
+}
+
+/* Issue 7: A hosts a.test and a2.test and multiplexes both pairs on one dialback stream
+ * to B. A reload on B that denies a2.test refuses only that pair (db:result error): the
+ * stream lives on and carries a.test; A's a2.test route leaves the stream, and its next
+ * stanza bounces to its sender instead of being delivered. */
+static void
+test_reload_refuses_one_pair(void **state)
+{
+    static struct conf_host hosts[2];
+    static struct conf c1; /* the router may still point at it if an assertion fails */
+    struct router_sink sink = {sink_send, &A};
+    uint64_t refused;
+
+    (void)state;
+    hosts[0].domain = "a.test";
+    hosts[1].domain = "a2.test";
+    A.conf.hosts = hosts;
+    A.conf.nhosts = 2;
+    side_start(&A, a_bad); /* no certificate B trusts: dialback */
+    side_start(&B, b_ctx);
+    router_set_sink(A.r, "a2.test", &sink);
+    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    wait_got(&B, 1);
+    router_outbound(A.r, msg("w@a2.test/r", "v@b.test"));
+    wait_got(&B, 2);
+    assert_int_equal(pool_streams(router_pool(A.r)), 1); /* both pairs on one stream */
+    assert_int_equal(router_inbound_sessions(B.r), 1);
+
+    c1 = B.conf;
+    c1.policy = pol("b6.conf", "policy = { domains = ( { name = \"no-a2\"; match = "
+                               "\"a2.test\"; federate = \"deny\"; } ); };\n");
+    refused = s2s_stats.policy_refused;
+    router_reconfigure(B.r, &c1, b_ctx);
+    assert_true(s2s_stats.policy_refused > refused);
+    assert_true(xp_run_until(base, a2_not_ready, NULL, 10));
+
+    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    wait_got(&B, 3);
+    assert_int_equal(router_inbound_sessions(B.r), 1); /* the stream lived on */
+    assert_int_equal(A.got, 0);
+
+    router_outbound(A.r, msg("w@a2.test/r", "v@b.test"));
+    wait_got(&A, 1);
+    assert_string_equal(A.last_type, "error");
+    assert_string_equal(A.last_to, "w@a2.test/r");
+    assert_int_equal(B.got, 3);
+    router_reconfigure(B.r, &B.conf, b_ctx);
+    policy_unref(c1.policy);
+}
+
 int
 main(void)
 {
@@ -559,6 +615,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_outbound_rate_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bidi_inbound_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_recheck, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_refuses_one_pair, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
