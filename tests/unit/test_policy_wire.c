@@ -603,6 +603,66 @@ test_reload_refuses_one_pair(void **state)
     policy_unref(c1.policy);
 }
 
+static void
+list_write(const char *name, const char *mode, const char *text)
+{
+    char path[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    assert_non_null(f = fopen(path, mode));
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+static bool
+b_denies_a2(void *arg)
+{
+    struct policy_decision d;
+
+    (void)arg;
+    return policy_check_route(B.conf.policy, "b.test", "a2.test", &d) != POLICY_PASS;
+}
+
+/* Issue 7: a block list file changed on disk, no SIGHUP, no reload: B's timer re-reads it
+ * and new traffic from the domain appended is refused (A's pooled a2.test pair gets a
+ * dialback error, its own stream too, and its sender a bounce), while the live stream of
+ * a.test is untouched and still delivers. */
+static void
+test_list_file_watched(void **state)
+{
+    static struct conf_host hosts[2];
+    struct router_sink sink = {sink_send, &A};
+
+    (void)state;
+    list_write("b7.txt", "w", "# community block list\nspam.test\n");
+    B.conf.policy = pol("b7.conf", "policy = { list_check_interval = 0.05; domains = ( { name "
+                                   "= \"bl\"; list = \"b7.txt\"; federate = \"deny\"; } ); "
+                                   "};\n");
+    hosts[0].domain = "a.test";
+    hosts[1].domain = "a2.test";
+    A.conf.hosts = hosts;
+    A.conf.nhosts = 2;
+    side_start(&A, a_bad);
+    side_start(&B, b_ctx);
+    router_set_sink(A.r, "a2.test", &sink);
+    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    wait_got(&B, 1);
+    assert_false(b_denies_a2(NULL));
+
+    list_write("b7.txt", "a", "a2.test\n");
+    assert_true(xp_run_until(base, b_denies_a2, NULL, 10)); /* the timer re-read it */
+
+    router_outbound(A.r, msg("w@a2.test/r", "v@b.test"));
+    wait_got(&A, 1);
+    assert_string_equal(A.last_type, "error");
+    assert_string_equal(A.last_to, "w@a2.test/r");
+    assert_int_equal(B.got, 1);
+
+    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    wait_got(&B, 2);
+}
+
 int
 main(void)
 {
@@ -616,6 +676,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bidi_inbound_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_recheck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_refuses_one_pair, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_file_watched, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
