@@ -87,6 +87,7 @@ struct route {
     struct route *host; /* pooling: the route whose stream this one rides on (not owned) */
     bool no_pooling;    /* the host stream refused this pair: use a stream of our own */
     bool via_bidi;      /* READY on a peer's inbound stream (XEP-0288) */
+    bool slot_wait;     /* waits for policy max_streams: pooling or a stream closing */
     struct pool_bidi bidi;
     struct event *ev_queue; /* the oldest stanza waited too long */
     struct event *ev_idle;  /* READY without traffic */
@@ -337,6 +338,7 @@ route_fail(struct route *r, enum xmpp_stanza_error cond, const char *why)
 }
 
 static void route_ready(struct route *r);
+static void route_start(struct route *r);
 
 static void route_detach(struct route *r, bool restart);
 
@@ -494,6 +496,45 @@ route_admitted(struct route *r, bool close_out)
     return false;
 }
 
+/*
+ * Streams of our own to remote: alive (closing ones included) or being set up. Routes
+ * that ride on another route's stream (pooling) or on a peer's inbound stream (XEP-0288)
+ * add none: that is how a route gets through when policy max_streams is reached.
+ */
+static unsigned
+own_streams(const struct pool *p, const char *remote)
+{
+    const struct route *r;
+    unsigned n = 0;
+
+    TAILQ_FOREACH(r, &p->routes, entry)
+    {
+        if (strcmp(r->remote, remote) != 0)
+            continue;
+        n += r->nouts;
+        if (r->host == NULL && (r->state == R_RESOLVING || r->state == R_CONNECTING))
+            n++;
+    }
+    return n;
+}
+
+/* A stream to remote closed or came up: routes waiting for a slot try again (pooling
+ * first, then a stream of their own if a slot is free). */
+static void
+slot_waiters_wake(struct pool *p, const char *remote)
+{
+    struct route *r, *next;
+
+    if (p->shutting_down)
+        return;
+    for (r = TAILQ_FIRST(&p->routes); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, entry);
+        if (!r->slot_wait || r->state != R_IDLE || strcmp(r->remote, remote) != 0)
+            continue;
+        route_start(r);
+    }
+}
+
 static void
 route_ready(struct route *r)
 {
@@ -510,6 +551,8 @@ route_ready(struct route *r)
         struct timeval tv = tv_of(r->p->conf->timeouts.route_idle);
         evtimer_add(r->ev_idle, &tv);
     }
+    if (r->host == NULL && !r->via_bidi)
+        slot_waiters_wake(r->p, r->remote); /* they may ride on this stream now */
 }
 
 static void connector_cb(struct conn *c, const struct dns_target *t, enum xmpp_stanza_error cond,
@@ -619,11 +662,23 @@ o_pair_result(struct out_session *s, const char *local, enum dialback_type type,
     route_maybe_free(r);
 }
 
+static void o_closed_route(struct out_session *s, struct route *r);
+
 static void
 o_closed(struct out_session *s, void *arg)
 {
     struct route *r = arg;
+    struct pool *p = r->p;
+    char remote[DOMAIN_BUF];
 
+    snprintf(remote, sizeof(remote), "%s", r->remote);
+    o_closed_route(s, r);
+    slot_waiters_wake(p, remote); /* a stream slot is free */
+}
+
+static void
+o_closed_route(struct out_session *s, struct route *r)
+{
     struct route *rr, *next;
 
     r->nouts--;
@@ -774,6 +829,34 @@ route_try_pooling(struct route *r)
     return false;
 }
 
+/*
+ * Policy max_streams (issue 7) for outbound routes: with that many streams of ours to
+ * the remote domain, a route that could not ride on one of them (pooling) opens none.
+ * It stays IDLE with its queue: stanzas wait (bounded by limits.queue_*: beyond, they
+ * bounce resource-constraint, type wait, in pool_send) until a stream comes up that it
+ * may ride on or one closes; timeouts.queue bounds the wait (remote-server-timeout).
+ */
+static bool
+route_slot_wait(struct route *r)
+{
+    unsigned max = policy_terms(policy_facts_policy(r->p->conf->policy), r->remote, NULL)
+                       ->max_streams,
+             n;
+
+    if (max == 0 || (n = own_streams(r->p, r->remote)) < max) {
+        r->slot_wait = false;
+        return false;
+    }
+    if (!r->slot_wait) {
+        log_info("pool: route local=%s remote=%s waits: %u streams to %s already (policy "
+                 "max_streams), queued=%zu",
+                 r->local, r->remote, n, r->remote, r->qn);
+        s2s_stats.policy_held++;
+    }
+    r->slot_wait = true;
+    return true;
+}
+
 static void
 route_start(struct route *r)
 {
@@ -793,12 +876,16 @@ route_start(struct route *r)
         route_fail(r, d.stanza_error, d.text);
         return;
     }
-    if (r->qn > 0) {
+    if (r->qn > 0 && !(r->slot_wait && evtimer_pending(r->ev_queue, NULL))) {
         tv = tv_of(p->conf->timeouts.queue);
         evtimer_add(r->ev_queue, &tv);
     }
     r->started = s2s_now();
-    if (route_try_pooling(r))
+    if (route_try_pooling(r)) {
+        r->slot_wait = false;
+        return;
+    }
+    if (route_slot_wait(r))
         return;
     route_set_state(r, R_RESOLVING);
     r->dnsreq = p->dns.resolve(p->dns.ctx, r->remote, dns_cb, r);

@@ -663,6 +663,66 @@ test_list_file_watched(void **state)
     wait_got(&B, 2);
 }
 
+static uint64_t held_since;
+
+static bool
+held_more(void *arg)
+{
+    (void)arg;
+    return s2s_stats.policy_held > held_since;
+}
+
+static bool
+a2_queue_empty(void *arg)
+{
+    (void)arg;
+    return pool_queued(router_pool(A.r), "a2.test", "b.test") == 0;
+}
+
+/* Issue 7, policy max_streams outbound: A may have one stream to b.test. B accepts one
+ * dialback pair per stream, so a2.test cannot ride on a.test's stream: its stanzas wait
+ * (limits.queue_stanzas = 3), the rest bounce resource-constraint, and when a.test's
+ * stream goes idle and closes, a2.test gets the slot and delivers what waited. */
+static void
+test_outbound_max_streams(void **state)
+{
+    static struct conf_host hosts[2];
+    struct router_sink sink = {sink_send, &A};
+    uint64_t held = s2s_stats.policy_held;
+
+    (void)state;
+    A.conf.policy = pol("a5.conf", "policy = { domains = ( { match = \"b.test\"; max_streams "
+                                   "= 1; } ); };\n");
+    hosts[0].domain = "a.test";
+    hosts[1].domain = "a2.test";
+    A.conf.hosts = hosts;
+    A.conf.nhosts = 2;
+    A.conf.limits.queue_stanzas = 3;
+    A.conf.timeouts.route_idle = 1;
+    B.conf.limits.dialback_pairs = 1;
+    side_start(&A, a_bad);
+    side_start(&B, b_ctx);
+    router_set_sink(A.r, "a2.test", &sink);
+    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    wait_got(&B, 1);
+
+    for (int i = 0; i < 5; i++)
+        router_outbound(A.r, msg("w@a2.test/r", "v@b.test"));
+    wait_got(&A, 2); /* two bounced: the queue holds three */
+    assert_string_equal(A.last_cond, "resource-constraint");
+    assert_string_equal(A.last_to, "w@a2.test/r");
+    held_since = held;
+    assert_true(xp_run_until(base, held_more, NULL, 10)); /* B refused the pooled pair */
+    assert_int_equal(pool_queued(router_pool(A.r), "a2.test", "b.test"), 3);
+    assert_int_equal(pool_streams(router_pool(A.r)), 1); /* no second stream */
+    assert_int_equal(B.got, 1);
+
+    /* a.test's stream closes when idle: the slot goes to a2.test */
+    assert_true(xp_run_until(base, a2_queue_empty, NULL, 10));
+    wait_got(&B, 4);
+    assert_int_equal(A.got, 2);
+}
+
 int
 main(void)
 {
@@ -677,6 +737,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_reload_recheck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_refuses_one_pair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_file_watched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbound_max_streams, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
