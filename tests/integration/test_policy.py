@@ -18,7 +18,11 @@ Cases, in order (each starts from the policy it installs):
   ways with the term "auth" logged, b.test (certificate) passes; then c.test gets a
   valid certificate (re-issued, Prosody restarted) and the same policy accepts it;
 - an outbound rate of 10 stanzas/s to b.test: 30 messages sent at once arrive at
-  10/s (within 20%), every one delivered or bounced (counted).
+  10/s (within 20%), every one delivered or bounced (counted);
+- the same rate inbound from b.test (the policy's rate holds per direction): bob sends
+  30 messages at once to alice through the proxy, which stops reading b.test's stream
+  while over the rate; alice's client measures 10/s (within 20%), every message
+  delivered (late) or bounced to bob (counted).
 """
 
 import os
@@ -281,6 +285,43 @@ def case_rate_limit(w, r):
     assert abs(rate - RATE) <= 0.2 * RATE, f"delivered rate {rate:.2f}/s, configured {RATE}/s"
 
 
+def case_inbound_rate_limit(w, r):
+    """RATED is in force (case_rate_limit): b.test is limited to RATE stanzas/s in each
+    direction. Inbound excess is slowed by backpressure, not dropped."""
+    px = w.proxy
+    mark = px.mark()
+
+    async def scenario():
+        alice, bob = await w.user(w.a, "alice"), await w.user(w.b, "bob")
+        await X.deliver(bob, alice, "warm in", timeout=20)  # streams up both ways
+        for i in range(RATE_N):
+            bob.send_chat("alice@a.test", f"in {i}")
+        times, errors = [], 0
+        for i in range(RATE_N):
+            try:
+                m = await alice.expect_message(body=f"in {i}", timeout=10)
+                times.append(m.arrived)
+            except X.XmppTimeout:
+                break
+        while True:
+            try:
+                await bob.expect_error(timeout=1)
+                errors += 1
+            except X.XmppTimeout:
+                break
+        await X.close_all(alice, bob)
+        return times, errors
+    times, errors = X.run(scenario(), timeout=120)
+    assert len(times) + errors == RATE_N, f"lost: {len(times)} delivered + {errors} bounced"
+    assert len(times) >= RATE_N // 2, f"only {len(times)} delivered"
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    paused = P.log_search(px.log, r"router: rate limit remote=b\.test", since=mark)
+    r.note(f"inbound rate limit {RATE}/s from b.test: {len(times)} delivered, {errors} "
+           f"bounced, measured {rate:.2f}/s at alice's client"
+           f"{' (reading paused)' if paused else ''}")
+    assert abs(rate - RATE) <= 0.2 * RATE, f"delivered rate {rate:.2f}/s, configured {RATE}/s"
+
+
 def main():
     r = Runner()
     if not F.HAVE_LOCAL:
@@ -302,6 +343,7 @@ def main():
         r.case("certificates_required", case_require_certificates, w, r)
         r.case("certificate_fixed_accepted", case_certificate_fixed, w, r)
         r.case("outbound_rate_limit", case_rate_limit, w, r)
+        r.case("inbound_rate_limit", case_inbound_rate_limit, w, r)
         r.case("all_processes_alive", procs.check)
         if r.failed:
             scratch.failed()
