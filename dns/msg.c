@@ -307,6 +307,7 @@ dns_msg_parse_answer(const uint8_t *pkt, size_t len, const char *qname, uint16_t
     ans->rr.srv = NULL;
     ans->ttl = 0;
     ans->why[0] = '\0';
+    ans->cname[0] = '\0';
     snprintf(ans->name, sizeof(ans->name), "%s", qname);
     if (len < HDR_LEN)
         return fail(ans, "short header");
@@ -349,6 +350,9 @@ dns_msg_parse_answer(const uint8_t *pkt, size_t len, const char *qname, uint16_t
             if (name_read(&c, rr.rdoff, cur, sizeof(cur), &p) == -1 || p != rr.rdoff + rr.rdlen)
                 return fail(ans, "bad CNAME");
             ttl = rr.ttl < ttl ? rr.ttl : ttl;
+            /* cur holds at most DNS_NAME_MAX characters (name_read's bound): it fits. */
+            memcpy(ans->cname, cur, sizeof(ans->cname) - 1);
+            ans->cname[sizeof(ans->cname) - 1] = '\0';
             continue;
         }
         if (rr.type != qtype || ans->n >= DNS_MAX_RECORDS)

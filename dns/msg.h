@@ -15,7 +15,8 @@
 /*
  * Parses pkt, the answer to (qname, qtype), into ans: status (DNS_OK, DNS_NXDOMAIN,
  * DNS_NODATA, DNS_SERVFAIL, DNS_ERROR or DNS_FORMERR), ttl and records. Follows a CNAME
- * chain from qname (at most 8 links). A negative answer's TTL is min(SOA TTL, SOA minimum)
+ * chain from qname (at most 8 links) and, if it followed one, puts the name it ended at in
+ * ans->cname ("" otherwise). A negative answer's TTL is min(SOA TTL, SOA minimum)
  * (RFC 2308 §5), or neg_ttl when the authority section has no SOA. ans->sec is left alone.
  * Returns 0, or -1 on a malformed packet (ans->status DNS_FORMERR, ans->why says why).
  * Records are allocated: dns_answer_clear frees them.

@@ -58,6 +58,9 @@ dns_targets_print(FILE *fp, const struct dns_targets *t)
         const struct dns_target *g = &t->targets[i];
         fprintf(fp, "%zu. %s port %u %s (priority %u weight %u)\n", i + 1, g->host, g->port,
                 dns_tls_mode_str(g->tls), g->priority, g->weight);
+        if (g->cname[0])
+            fprintf(fp, "   alias (CNAME) of %s%s\n", g->cname,
+                    t->fallback ? "" : ": an SRV target MUST NOT be an alias (RFC 2782)");
         fprintf(fp, "   ");
         print_info(fp, "AAAA", &g->aaaa);
         fprintf(fp, "; ");
@@ -103,6 +106,8 @@ target_json(const struct dns_target *g)
     o = json_pack("{s:s, s:i, s:s, s:i, s:i, s:o, s:o, s:o}", "host", g->host, "port", g->port,
                   "tls", dns_tls_mode_str(g->tls), "priority", g->priority, "weight", g->weight,
                   "aaaa", info_json(&g->aaaa), "a", info_json(&g->a), "addresses", addrs);
+    if (o != NULL)
+        json_object_set_new(o, "cname", g->cname[0] ? json_string(g->cname) : json_null());
     if (o == NULL || !g->tlsa_queried)
         return o;
     tlsa = json_array();

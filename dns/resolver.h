@@ -142,7 +142,10 @@ struct dns_answer {
     enum dns_sec sec;
     uint32_t ttl;  /* of the records, or of the denial for NXDOMAIN/NODATA */
     char why[128]; /* why it failed (why_bogus for DNSSEC failures); "" otherwise */
-    size_t n;      /* records, in answer order; at most DNS_MAX_RECORDS */
+    /* The name was an alias: the canonical name the CNAME chain ended at (RFC 1034 §3.6.2),
+     * also for NODATA/NXDOMAIN at the end of a chain; "" when no CNAME was followed. */
+    char cname[DNS_NAME_MAX + 1];
+    size_t n; /* records, in answer order; at most DNS_MAX_RECORDS */
     union {
         struct dns_srv *srv;
         struct dns_addr *addr;
@@ -196,6 +199,9 @@ struct dns_target {
     uint16_t priority; /* from SRV; 0 for the fallback target */
     uint16_t weight;
     struct dns_lookup_info aaaa, a, tlsa;
+    /* host was an alias: the canonical name its AAAA or A answer's CNAME chain ended at;
+     * "" when neither followed a CNAME. RFC 2782 says an SRV target MUST NOT be an alias. */
+    char cname[DNS_NAME_MAX + 1];
     bool tlsa_queried; /* TLSA was asked for (DNS_TARGETS_TLSA and everything secure) */
     /* Happy Eyeballs order (RFC 8305 §4): IPv6 first, then families interleaved. */
     size_t naddrs;

@@ -216,6 +216,8 @@ address_answer(struct target_work *w, const struct dns_answer *ans)
     size_t *n = v6 ? &w->n6 : &w->n4;
 
     info_from(v6 ? &t->aaaa : &t->a, ans);
+    if (t->cname[0] == '\0' && ans->cname[0] != '\0')
+        snprintf(t->cname, sizeof(t->cname), "%s", ans->cname);
     for (size_t i = 0; ans->status == DNS_OK && i < ans->n && *n < DNS_MAX_TARGET_ADDRS; i++) {
         dst[(*n)++] = ans->rr.addr[i];
         dst[*n - 1].ttl = ans->ttl;

@@ -321,6 +321,7 @@ endpoint_add(struct audit_run *run, const struct dns_target *t, const struct dns
     er->ep = ep;
     er->srv_secure = srv_secure;
     snprintf(ep->host, sizeof(ep->host), "%s", t->host);
+    snprintf(ep->cname, sizeof(ep->cname), "%s", t->cname);
     ep->port = t->port;
     ep->mode = t->tls;
     ep->family = a->family;
@@ -358,6 +359,14 @@ targets_done(struct dns_targets *t, void *arg)
     d->no_service = t->status == DNS_NOSERVICE;
     if (t->status != DNS_OK)
         snprintf(d->dns_error, sizeof(d->dns_error), "%s", t->error);
+    for (size_t i = 0; i < t->ntargets && d->ntargets < AUDIT_MAX_TARGETS; i++) {
+        struct audit_target *at = &d->targets[d->ntargets++];
+        snprintf(at->host, sizeof(at->host), "%s", t->targets[i].host);
+        snprintf(at->cname, sizeof(at->cname), "%s", t->targets[i].cname);
+        at->port = t->targets[i].port;
+        at->mode = t->targets[i].tls;
+        at->naddrs = t->targets[i].naddrs;
+    }
     for (size_t i = 0; i < t->ntargets; i++) {
         const struct dns_target *tg = &t->targets[i];
         bool secure =

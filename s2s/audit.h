@@ -24,6 +24,7 @@ struct audit_tls;
 #define AUDIT_MAX_FINDINGS  32
 #define AUDIT_MAX_TLSA      8
 #define AUDIT_STR           256
+#define AUDIT_MAX_TARGETS   DNS_MAX_TARGETS
 
 /* TLS protocol versions probed, in this order (the index into the arrays below). */
 enum audit_tlsv {
@@ -112,7 +113,8 @@ struct audit_endpoint {
     char host[DNS_NAME_MAX + 1]; /* the SRV target (or the domain, fallback) */
     uint16_t port;
     enum dns_tls_mode mode;
-    char addr[64]; /* numeric address */
+    char cname[DNS_NAME_MAX + 1]; /* host is an alias (CNAME) of this; "" when not */
+    char addr[64];                /* numeric address */
     int family;
 
     bool reachable;        /* TCP connected and the XMPP stream began */
@@ -156,6 +158,15 @@ struct audit_endpoint {
     unsigned probes; /* handshakes made for the enumeration */
 };
 
+/* One connection target as DNS gave it: an SRV target, or the domain (fallback). */
+struct audit_target {
+    char host[DNS_NAME_MAX + 1];
+    uint16_t port;
+    enum dns_tls_mode mode;
+    char cname[DNS_NAME_MAX + 1]; /* host is an alias (CNAME) of this; "" when not */
+    size_t naddrs;                /* addresses it resolved to (both families) */
+};
+
 struct audit_finding {
     char endpoint[AUDIT_STR]; /* "[2001:db8::1]:5269" or "" for the domain */
     char what[AUDIT_STR];     /* the weakness */
@@ -195,6 +206,8 @@ struct audit_domain {
     bool no_service; /* SRV "." (RFC 2782, RFC 6120 §3.2.1 step 4) */
     enum dns_status dns_status;
     char dns_error[320];
+    size_t ntargets; /* in the order to try */
+    struct audit_target targets[AUDIT_MAX_TARGETS];
 
     bool reachable; /* at least one endpoint reachable */
     char error[AUDIT_STR];

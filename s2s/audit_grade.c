@@ -357,10 +357,12 @@ grade_aplus(struct audit_domain *d, const struct audit_endpoint *ep, const char 
 {
     bool srv = srv_secure_for(d, ep), dane = ep->dane == AUDIT_DANE_MATCH;
     bool old = version_accepted(ep, AUDIT_TLS10) || version_accepted(ep, AUDIT_TLS11);
+    /* An alias SRV target breaks RFC 2782; its finding (cap A) is the domain's. */
+    bool alias = !d->fallback && ep->cname[0] != '\0';
 
     if (s->grade != AUDIT_GRADE_A || s->trust_mark)
         return;
-    if (srv && dane && !old && s->key_exchange >= 90) {
+    if (srv && dane && !old && !alias && s->key_exchange >= 90) {
         s->grade = AUDIT_GRADE_APLUS;
         return;
     }
@@ -407,6 +409,32 @@ audit_grade_endpoint(struct audit_domain *d, size_t i, struct audit_score *s)
     s->effective = s->trust_mark ? AUDIT_GRADE_T : s->grade;
 }
 
+/*
+ * RFC 2782: the SRV target "MUST NOT be an alias". Peers that follow the CNAME still
+ * connect (we do), stricter ones may not, and which name the TLSA records and the
+ * certificate are for becomes ambiguous (RFC 7673 §3). One finding per alias target
+ * name, capped at A: an endpoint reached through an alias cannot get A+.
+ */
+static void
+alias_findings(struct audit_domain *d)
+{
+    if (d->fallback)
+        return; /* the domain itself on 5269: no SRV, RFC 2782 does not apply */
+    for (size_t i = 0; i < d->ntargets; i++) {
+        const struct audit_target *t = &d->targets[i];
+        bool seen = false;
+        if (t->cname[0] == '\0')
+            continue;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(d->targets[j].host, t->host) == 0;
+        if (seen)
+            continue;
+        finding_add(d, "", "A", "point the SRV records at the canonical name, not at an alias",
+                    "SRV target %s is an alias (CNAME) of %s: RFC 2782 says it MUST NOT be",
+                    t->host, t->cname);
+    }
+}
+
 void
 audit_grade_domain(struct audit_domain *d)
 {
@@ -422,6 +450,7 @@ audit_grade_domain(struct audit_domain *d)
         finding_add(d, "", "", "publish SRV (or A/AAAA) records for the domain",
                     "no endpoint to audit: %s",
                     d->dns_error[0] ? d->dns_error : dns_status_str(d->dns_status));
+    alias_findings(d);
     for (size_t i = 0; i < d->nendpoints; i++) {
         struct audit_score *s = &d->scores[i];
         audit_grade_endpoint(d, i, s);

@@ -119,6 +119,7 @@ json_endpoint(const struct audit_endpoint *ep, const struct audit_score *s)
                   ep->family == AF_INET6 ? 6 : 4, "address_dnssec", dns_sec_str(ep->addr_sec),
                   "reachable", ep->reachable, "error", str_or_null(ep->error), "connect_ms",
                   ep->connect_ms, "probe_ms", ep->probe_ms);
+    json_object_set_new(o, "cname", str_or_null(ep->cname));
     json_object_set_new(o, "grade", json_string(audit_grade_name(s->effective)));
     json_object_set_new(o, "grade_ignoring_trust", json_string(audit_grade_name(s->grade)));
     json_object_set_new(o, "trust_mark", json_boolean(s->trust_mark));
@@ -168,6 +169,15 @@ audit_report_json(const struct audit_domain *d)
                     dns_status_str(d->dns_status), "error", str_or_null(d->dns_error), "srv_xmpps",
                     json_lookup_info(&d->srv_xmpps), "srv_xmpp", json_lookup_info(&d->srv_xmpp),
                     "fallback", d->fallback, "service_available", !d->no_service);
+    json_t *targets = json_array();
+    for (size_t i = 0; i < d->ntargets; i++) {
+        const struct audit_target *t = &d->targets[i];
+        json_array_append_new(targets,
+                              json_pack("{s:s, s:i, s:s, s:o, s:I}", "host", t->host, "port",
+                                        t->port, "mode", dns_tls_mode_str(t->mode), "cname",
+                                        str_or_null(t->cname), "addresses", (json_int_t)t->naddrs));
+    }
+    json_object_set_new(dns, "targets", targets);
     if (!d->dnssec_validating)
         json_object_set_new(dns, "note",
                             json_string("DNSSEC not validated: DNSSEC and DANE were not checked"));
@@ -309,6 +319,13 @@ audit_report_text(FILE *fp, const struct audit_domain *d)
             d->no_service ? ", service not available (SRV \".\")" : "");
     if (d->dns_error[0] != '\0')
         fprintf(fp, "  %s\n", d->dns_error);
+    for (size_t i = 0; i < d->ntargets; i++) {
+        const struct audit_target *t = &d->targets[i];
+        fprintf(fp, "  target %s port %u %s: %zu address%s%s%s%s\n", t->host, t->port,
+                dns_tls_mode_str(t->mode), t->naddrs, t->naddrs == 1 ? "" : "es",
+                t->cname[0] ? ", alias (CNAME) of " : "", t->cname,
+                t->cname[0] && !d->fallback ? " (RFC 2782: MUST NOT be an alias)" : "");
+    }
     fprintf(fp, "endpoints: %zu", d->nendpoints);
     for (size_t i = 0; i < d->nendpoints; i++)
         text_endpoint(fp, &d->endpoints[i], &d->scores[i]);

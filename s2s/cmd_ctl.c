@@ -188,18 +188,56 @@ render_stats(FILE *fp, const json_t *ans)
     const char *k;
     size_t i;
 
-    fprintf(fp, "inbound:  accepted %lld, rejected %lld\n", num(in, "accepted"),
-            num(in, "rejected"));
+    fprintf(fp, "inbound:  accepted %lld (bounced %lld, dropped %lld by policy), rejected %lld\n",
+            num(in, "accepted"), num(in, "bounced"), num(in, "dropped"), num(in, "rejected"));
     fprintf(fp, "outbound: accepted %lld = delivered %lld + bounced %lld + dropped %lld + queued\n",
             num(out, "accepted"), num(out, "delivered"), num(out, "bounced"), num(out, "dropped"));
     json_object_foreach((json_t *)json_object_get(out, "bounced_by"), k, v)
         fprintf(fp, "  bounced %-28s %lld\n", k, (long long)json_integer_value(v));
+    json_object_foreach((json_t *)json_object_get(ans, "dropped_by"), k, v)
+        fprintf(fp, "  dropped %-28s %lld\n", k, (long long)json_integer_value(v));
+    if ((v = json_object_get(ans, "policy")) != NULL)
+        fprintf(fp, "policy:   bounced %lld, dropped %lld, refused %lld, paused %lld, held %lld\n",
+                num(v, "bounced"), num(v, "dropped"), num(v, "refused"), num(v, "paused"),
+                num(v, "held"));
+    if ((v = json_object_get(ans, "ping")) != NULL)
+        fprintf(fp, "ping:     sent %lld, answered %lld, late %lld, stale %lld\n", num(v, "sent"),
+                num(v, "answered"), num(v, "late"), num(v, "stale"));
     fprintf(fp, "streams:  %lld in, %lld out live; %lld in, %lld out opened\n", num(st, "live_in"),
             num(st, "live_out"), num(st, "opened_in"), num(st, "opened_out"));
     json_array_foreach(json_object_get(ans, "links"), i, l)
         fprintf(fp, "link %s: %s, to local %lld (delivered %lld), from local %lld, queued %lld\n",
                 str(l, "domain"), str(l, "state"), num(l, "to_local"), num(l, "delivered"),
                 num(l, "from_local"), num(l, "queued"));
+}
+
+static void
+render_policy(FILE *fp, const json_t *ans)
+{
+    const json_t *r, *c = json_object_get(ans, "counters");
+    size_t i;
+
+    if (!json_is_true(json_object_get(ans, "configured")))
+        fprintf(fp, "no policy section: the built-in default (open federation, TLS required)\n");
+    fprintf(fp, "%-24s %-32s %12s\n", "RULE", "AT", "HITS");
+    json_array_foreach(json_object_get(ans, "rules"), i, r)
+    {
+        char at[300];
+
+        if (json_is_string(json_object_get(r, "file")))
+            snprintf(at, sizeof(at), "%s:%lld", str(r, "file"), num(r, "line"));
+        else
+            snprintf(at, sizeof(at), "(built-in)");
+        fprintf(fp, "%-24s %-32s %12lld\n", str(r, "name"), at, num(r, "hits"));
+    }
+    fprintf(fp, "refusals by rule (since start):\n");
+    fprintf(fp, "%-24s %10s %10s %10s\n", "RULE", "STREAM", "ROUTE", "STANZA");
+    json_array_foreach(json_object_get(ans, "refusals"), i, r)
+        fprintf(fp, "%-24s %10lld %10lld %10lld\n", str(r, "rule"), num(r, "stream"),
+                num(r, "route"), num(r, "stanza"));
+    fprintf(fp, "bounced %lld, dropped %lld, refused %lld, paused %lld, held %lld\n",
+            num(c, "bounced"), num(c, "dropped"), num(c, "refused"), num(c, "paused"),
+            num(c, "held"));
 }
 
 void
@@ -214,6 +252,8 @@ cmd_ctl_render(FILE *fp, const char *cmd, const json_t *ans)
         render_domains(fp, ans);
     else if (strcmp(cmd, "stats") == 0)
         render_stats(fp, ans);
+    else if (strcmp(cmd, "policy") == 0)
+        render_policy(fp, ans);
     else if (strcmp(cmd, "close") == 0) {
         json_array_foreach(json_object_get(ans, "closed"), i, v)
             fprintf(fp, "closing %s\n", json_string_value(v));

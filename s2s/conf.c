@@ -29,6 +29,7 @@
 #include <unbound.h>
 
 #include "dialback/key.h"
+#include "s2s/cfgread.h"
 #include "s2s/policy.h"
 #include "s2s/policy_conf.h"
 #include "s2s/tls.h"
@@ -37,11 +38,9 @@
 
 /* State of one conf_load() call. */
 struct loader {
-    const char *path; /* as given */
-    char *dir;        /* absolute directory of path */
-    char *showdir;    /* dirname(path) as given: included files are shown under it */
-    char *err;
-    size_t errlen;
+    struct cfgread cr; /* mainfile: the path as given; dir, showdir: the two below */
+    char *dir;         /* absolute directory of path */
+    char *showdir;     /* dirname(path) as given: included files are shown under it */
     struct conf *conf;
 };
 
@@ -73,124 +72,23 @@ static const char *const dns_keys[] = {"backend",         "servers", "trust_anch
 
 /* --- error messages ------------------------------------------------------------------ */
 
-/* Appends the key of s ("dns.servers[1]") to buf; the root contributes nothing. */
-static void
-key_path(const config_setting_t *s, char *buf, size_t len)
-{
-    const config_setting_t *parent = config_setting_parent(s);
-    size_t used;
-
-    if (parent == NULL)
-        return;
-    key_path(parent, buf, len);
-    used = strlen(buf);
-    if (config_setting_name(s) != NULL)
-        snprintf(buf + used, len - used, "%s%s", used > 0 ? "." : "", config_setting_name(s));
-    else
-        snprintf(buf + used, len - used, "[%d]", config_setting_index(s));
-}
-
-/*
- * The file a setting came from, as an operator would open it. libconfig records an
- * @include by the name written in the directive, relative to the include directory:
- * show it under the directory of the main file.
- */
-static void
-source_file(const struct loader *l, const char *src, char *buf, size_t len)
-{
-    if (src == NULL || strcmp(src, l->path) == 0 || src[0] == '/' || l->showdir == NULL)
-        snprintf(buf, len, "%s", src != NULL ? src : l->path);
-    else
-        snprintf(buf, len, "%s/%s", l->showdir, src);
-}
-
-/* Writes "FILE:LINE: KEY: message" for setting s; returns -1 for "return conf_error()". */
-static int conf_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-conf_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-{
-    char file[PATH_MAX], key[256] = "", msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    source_file(l, config_setting_source_file(s), file, sizeof(file));
-    key_path(s, key, sizeof(key));
-    if (config_setting_source_line(s) == 0) /* the root: no line */
-        snprintf(l->err, l->errlen, "%s: %s", file, msg);
-    else
-        snprintf(l->err, l->errlen, "%s:%u: %s: %s", file, config_setting_source_line(s), key, msg);
-    return -1;
-}
-
 /* Reports a missing mandatory member name of group g, at g's line. */
 static int
 conf_missing(struct loader *l, const config_setting_t *g, const char *name, const char *what)
 {
     char file[PATH_MAX], key[256] = "";
 
-    source_file(l, config_setting_source_file(g), file, sizeof(file));
-    key_path(g, key, sizeof(key));
+    cfg_source_file(&l->cr, config_setting_source_file(g), file, sizeof(file));
+    cfg_key_path(g, key, sizeof(key));
     if (config_setting_source_line(g) == 0)
-        snprintf(l->err, l->errlen, "%s: %s: missing (%s)", file, name, what);
+        snprintf(l->cr.err, l->cr.errlen, "%s: %s: missing (%s)", file, name, what);
     else
-        snprintf(l->err, l->errlen, "%s:%u: %s.%s: missing (%s)", file,
+        snprintf(l->cr.err, l->cr.errlen, "%s:%u: %s.%s: missing (%s)", file,
                  config_setting_source_line(g), key, name, what);
     return -1;
 }
 
-static const char *
-type_name(const config_setting_t *s)
-{
-    switch (config_setting_type(s)) {
-    case CONFIG_TYPE_GROUP:
-        return "a group { }";
-    case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64:
-        return "an integer";
-    case CONFIG_TYPE_FLOAT:
-        return "a decimal number";
-    case CONFIG_TYPE_STRING:
-        return "a string";
-    case CONFIG_TYPE_BOOL:
-        return "a boolean";
-    case CONFIG_TYPE_ARRAY:
-        return "an array [ ]";
-    case CONFIG_TYPE_LIST:
-        return "a list ( )";
-    default:
-        return "nothing";
-    }
-}
-
-static int
-type_error(struct loader *l, const config_setting_t *s, const char *expected)
-{
-    return conf_error(l, s, "expected %s, got %s", expected, type_name(s));
-}
-
 /* --- schema and typed getters -------------------------------------------------------- */
-
-/* Every member of group g must be one of keys: anything else is a typo or an option
- * this version does not have, and both deserve an error rather than a silent default. */
-static int
-check_keys(struct loader *l, const config_setting_t *g, const char *const *keys)
-{
-    for (int i = 0; i < config_setting_length(g); i++) {
-        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-        const char *const *k;
-
-        for (k = keys; *k != NULL; k++)
-            if (strcmp(*k, config_setting_name(s)) == 0)
-                break;
-        if (*k == NULL)
-            return conf_error(l, s, "unknown option");
-    }
-    return 0;
-}
 
 /* An optional section: *out = NULL when absent; its members are checked against keys. */
 static int
@@ -203,64 +101,33 @@ get_group(struct loader *l, const config_setting_t *parent, const char *name,
     if (s == NULL)
         return 0;
     if (!config_setting_is_group(s))
-        return type_error(l, s, "a group { }");
+        return cfg_type_error(&l->cr, s, "a group { }");
     *out = s;
-    return check_keys(l, s, keys);
+    return cfg_check_keys(&l->cr, s, keys);
 }
 
+/* The getters of s2s/cfgread.h, with the default conf.c passes explicitly. */
 static int
 get_string(struct loader *l, const config_setting_t *g, const char *name, const char *def,
            const char **out, const config_setting_t **where)
 {
-    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
-
     *out = def;
-    if (where != NULL)
-        *where = s;
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_STRING)
-        return type_error(l, s, "a string");
-    *out = config_setting_get_string(s);
-    return 0;
+    return cfg_get_string(&l->cr, g, name, out, where);
 }
 
 static int
 get_bool(struct loader *l, const config_setting_t *g, const char *name, bool def, bool *out)
 {
-    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
-
     *out = def;
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-        return type_error(l, s, "a boolean (true or false)");
-    *out = config_setting_get_bool(s) != 0;
-    return 0;
+    return cfg_get_bool(&l->cr, g, name, out);
 }
 
-/*
- * An integer in [min, max]. libconfig 1.5 silently wraps integers beyond 64 bits
- * written without the L suffix to 32 bits (docs/configuration.md says so); the range
- * check catches most such mistakes.
- */
 static int
 get_int(struct loader *l, const config_setting_t *g, const char *name, long long def, long long min,
         long long max, long long *out)
 {
-    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
-    long long v;
-
     *out = def;
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
-        return type_error(l, s, "an integer");
-    v = config_setting_get_int64(s);
-    if (v < min || v > max)
-        return conf_error(l, s, "%lld is out of range %lld..%lld", v, min, max);
-    *out = v;
-    return 0;
+    return cfg_get_int(&l->cr, g, name, min, max, out);
 }
 
 /* Seconds: an integer or a decimal number in [min, max]. */
@@ -268,22 +135,8 @@ static int
 get_seconds(struct loader *l, const config_setting_t *g, const char *name, double def, double min,
             double max, double *out)
 {
-    const config_setting_t *s = g != NULL ? config_setting_get_member(g, name) : NULL;
-    double v;
-
     *out = def;
-    if (s == NULL)
-        return 0;
-    if (!config_setting_is_number(s))
-        return type_error(l, s, "a number of seconds");
-    if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
-        v = config_setting_get_float(s);
-    else
-        v = (double)config_setting_get_int64(s);
-    if (!(v >= min && v <= max)) /* also rejects NaN */
-        return conf_error(l, s, "%g is out of range %g..%g seconds", v, min, max);
-    *out = v;
-    return 0;
+    return cfg_get_number(&l->cr, g, name, min, max, "seconds", out);
 }
 
 /* --- values ---------------------------------------------------------------------------- */
@@ -303,19 +156,6 @@ static char *
 strdup_or_null(const char *s)
 {
     return s == NULL || *s == '\0' ? NULL : xstrdup(s);
-}
-
-/* Relative file names are relative to the directory of the configuration file. */
-static char *
-path_resolve(const struct loader *l, const char *p)
-{
-    char *out;
-
-    if (p[0] == '/')
-        return xstrdup(p);
-    if (asprintf(&out, "%s/%s", l->dir, p) < 0)
-        fatal("asprintf");
-    return out;
 }
 
 /*
@@ -339,14 +179,14 @@ get_path(struct loader *l, const config_setting_t *g, const char *name, bool req
         if (!required)
             return 0;
         if (s != NULL)
-            return conf_error(l, s, "must not be empty");
+            return cfg_error(&l->cr, s, "must not be empty");
         return conf_missing(l, g, name, "a file name is required");
     }
-    p = path_resolve(l, v);
+    p = cfg_path_resolve(&l->cr, v);
     if (stat(p, &st) == -1)
         goto unreadable;
     if (dir != S_ISDIR(st.st_mode)) {
-        conf_error(l, s, "\"%s\" is not a %s", p, dir ? "directory" : "regular file");
+        cfg_error(&l->cr, s, "\"%s\" is not a %s", p, dir ? "directory" : "regular file");
         free(p);
         return -1;
     }
@@ -356,7 +196,7 @@ get_path(struct loader *l, const config_setting_t *g, const char *name, bool req
     return 0;
 
 unreadable:
-    conf_error(l, s, "cannot read \"%s\": %s", p, strerror(errno));
+    cfg_error(&l->cr, s, "cannot read \"%s\": %s", p, strerror(errno));
     free(p);
     return -1;
 }
@@ -486,8 +326,8 @@ load_log(struct loader *l, const config_setting_t *root)
         get_bool(l, g, "syslog", false, &l->conf->log.syslog) == -1)
         return -1;
     if ((lvl = log_level_parse(level)) == -1)
-        return conf_error(
-            l, s, "expected \"error\", \"warning\", \"info\" or \"debug\", got \"%s\"", level);
+        return cfg_error(
+            &l->cr, s, "expected \"error\", \"warning\", \"info\" or \"debug\", got \"%s\"", level);
     l->conf->log.level = (enum log_level)lvl;
     return 0;
 }
@@ -513,10 +353,10 @@ load_component(struct loader *l, const config_setting_t *hg, struct conf_host *h
     if (secret == NULL)
         return conf_missing(l, g, "secret", "the component's shared secret");
     if (*secret == '\0')
-        return conf_error(l, s_secret, "must not be empty");
+        return cfg_error(&l->cr, s_secret, "must not be empty");
     n = xstrdup(name);
     if ((bad = domain_check(n, why, sizeof(why))) != NULL) {
-        conf_error(l, s_name, "\"%s\" is not a valid component name: %s", name, bad);
+        cfg_error(&l->cr, s_name, "\"%s\" is not a valid component name: %s", name, bad);
         free(n);
         return -1;
     }
@@ -537,17 +377,18 @@ load_host(struct loader *l, const config_setting_t *g, struct conf_host *h)
     char why[128];
 
     if (!config_setting_is_group(g))
-        return type_error(l, g, "a group { domain = ...; certificate = ...; key = ...; }");
-    if (check_keys(l, g, host_keys) == -1 || get_string(l, g, "domain", NULL, &domain, &s) == -1)
+        return cfg_type_error(&l->cr, g, "a group { domain = ...; certificate = ...; key = ...; }");
+    if (cfg_check_keys(&l->cr, g, host_keys) == -1 ||
+        get_string(l, g, "domain", NULL, &domain, &s) == -1)
         return -1;
     if (domain == NULL)
         return conf_missing(l, g, "domain", "the domain this host serves");
     h->domain = xstrdup(domain);
     if ((bad = domain_check(h->domain, why, sizeof(why))) != NULL)
-        return conf_error(l, s, "\"%s\" is not a valid domain: %s", domain, bad);
+        return cfg_error(&l->cr, s, "\"%s\" is not a valid domain: %s", domain, bad);
     for (struct conf_host *o = l->conf->hosts; o < h; o++)
         if (strcmp(o->domain, h->domain) == 0)
-            return conf_error(l, s, "duplicate domain \"%s\"", h->domain);
+            return cfg_error(&l->cr, s, "duplicate domain \"%s\"", h->domain);
     if (get_path(l, g, "certificate", true, false, &h->certificate) == -1 ||
         get_path(l, g, "key", true, false, &h->key) == -1)
         return -1;
@@ -564,9 +405,9 @@ load_hosts(struct loader *l, const config_setting_t *root)
     if (list == NULL)
         return conf_missing(l, root, "hosts", "at least one hosted domain is required");
     if (!config_setting_is_list(list))
-        return type_error(l, list, "a list of hosts ( { domain = ...; ... }, ... )");
+        return cfg_type_error(&l->cr, list, "a list of hosts ( { domain = ...; ... }, ... )");
     if ((n = config_setting_length(list)) == 0)
-        return conf_error(l, list, "at least one hosted domain is required");
+        return cfg_error(&l->cr, list, "at least one hosted domain is required");
     if ((c->hosts = calloc((size_t)n, sizeof(*c->hosts))) == NULL)
         fatal("calloc");
     for (int i = 0; i < n; i++) {
@@ -594,7 +435,7 @@ check_ciphers(struct loader *l, const config_setting_t *s, const char *v, bool s
     ok = suites ? SSL_CTX_set_ciphersuites(ctx, v) : SSL_CTX_set_cipher_list(ctx, v);
     SSL_CTX_free(ctx);
     if (!ok)
-        return conf_error(l, s, "OpenSSL accepts none of \"%s\"", v);
+        return cfg_error(&l->cr, s, "OpenSSL accepts none of \"%s\"", v);
     return 0;
 }
 
@@ -618,7 +459,7 @@ load_tls(struct loader *l, const config_setting_t *root)
     else if (strcmp(ver, "1.3") == 0)
         t->min_version = TLS1_3_VERSION;
     else
-        return conf_error(l, s_ver, "expected \"1.2\" or \"1.3\", got \"%s\"", ver);
+        return cfg_error(&l->cr, s_ver, "expected \"1.2\" or \"1.3\", got \"%s\"", ver);
     if (check_ciphers(l, s_ciphers, ciphers, false) == -1 ||
         check_ciphers(l, s_suites, suites, true) == -1)
         return -1;
@@ -677,8 +518,8 @@ load_timeouts(struct loader *l, const config_setting_t *root)
         get_seconds(l, g, "ping_answer", 15, 1, 3600, &t->ping_answer) == -1)
         return -1;
     if (t->ping > 0 && t->ping < 1)
-        return conf_error(l, config_setting_get_member(g, "ping"),
-                          "%g: use 0 (off) or 1..86400 seconds", t->ping);
+        return cfg_error(&l->cr, config_setting_get_member(g, "ping"),
+                         "%g: use 0 (off) or 1..86400 seconds", t->ping);
     return 0;
 }
 
@@ -692,7 +533,7 @@ load_dns_servers(struct loader *l, const config_setting_t *g)
     if (list == NULL)
         return 0;
     if (!config_setting_is_array(list) && !config_setting_is_list(list))
-        return type_error(l, list, "an array of addresses [ \"127.0.0.1:53\", ... ]");
+        return cfg_type_error(&l->cr, list, "an array of addresses [ \"127.0.0.1:53\", ... ]");
     if ((n = config_setting_length(list)) == 0)
         return 0;
     if ((d->servers = calloc((size_t)n, sizeof(*d->servers))) == NULL)
@@ -702,9 +543,9 @@ load_dns_servers(struct loader *l, const config_setting_t *g)
         const char *bad;
 
         if (config_setting_type(s) != CONFIG_TYPE_STRING)
-            return type_error(l, s, "a string");
+            return cfg_type_error(&l->cr, s, "a string");
         if ((bad = server_parse(config_setting_get_string(s), &d->servers[i], 53, false)) != NULL)
-            return conf_error(l, s, "\"%s\": %s", config_setting_get_string(s), bad);
+            return cfg_error(&l->cr, s, "\"%s\": %s", config_setting_get_string(s), bad);
         d->nservers++;
     }
     return 0;
@@ -723,14 +564,14 @@ load_unbound_option(struct loader *l, const config_setting_t *p, struct ub_ctx *
         config_setting_length(p) != 2 ||
         config_setting_type(config_setting_get_elem(p, 0)) != CONFIG_TYPE_STRING ||
         config_setting_type(config_setting_get_elem(p, 1)) != CONFIG_TYPE_STRING)
-        return conf_error(l, p, "expected a pair of strings (\"option:\", \"value\")");
+        return cfg_error(&l->cr, p, "expected a pair of strings (\"option:\", \"value\")");
     name = config_setting_get_string_elem(p, 0);
     value = config_setting_get_string_elem(p, 1);
     len = strlen(name);
     if (len < 2 || name[len - 1] != ':')
-        return conf_error(l, p, "option name \"%s\" must end with ':' (\"local-zone:\")", name);
+        return cfg_error(&l->cr, p, "option name \"%s\" must end with ':' (\"local-zone:\")", name);
     if (ub != NULL && ub_ctx_set_option(ub, name, value) != 0)
-        return conf_error(l, p, "libunbound refuses \"%s\" \"%s\"", name, value);
+        return cfg_error(&l->cr, p, "libunbound refuses \"%s\" \"%s\"", name, value);
     o->name = xstrdup(name);
     o->value = xstrdup(value);
     return 0;
@@ -747,13 +588,14 @@ load_unbound_options(struct loader *l, const config_setting_t *g)
 
     if (list == NULL || config_setting_length(list) == 0) {
         if (list != NULL && !config_setting_is_list(list) && !config_setting_is_array(list))
-            return type_error(l, list, "a list of pairs ( (\"option:\", \"value\"), ... )");
+            return cfg_type_error(&l->cr, list,
+                                  "a list of pairs ( (\"option:\", \"value\"), ... )");
         return 0;
     }
     if (!config_setting_is_list(list))
-        return type_error(l, list, "a list of pairs ( (\"option:\", \"value\"), ... )");
+        return cfg_type_error(&l->cr, list, "a list of pairs ( (\"option:\", \"value\"), ... )");
     if (d->backend != CONF_DNS_UNBOUND)
-        return conf_error(l, list, "only used with backend \"unbound\"");
+        return cfg_error(&l->cr, list, "only used with backend \"unbound\"");
     n = config_setting_length(list);
     if ((d->unbound_options = calloc((size_t)n, sizeof(*d->unbound_options))) == NULL)
         fatal("calloc");
@@ -785,15 +627,16 @@ load_dns(struct loader *l, const config_setting_t *root)
     else if (strcmp(backend, "unbound") == 0)
         d->backend = CONF_DNS_UNBOUND;
     else
-        return conf_error(l, s_backend, "expected \"c-ares\" or \"unbound\", got \"%s\"", backend);
+        return cfg_error(&l->cr, s_backend, "expected \"c-ares\" or \"unbound\", got \"%s\"",
+                         backend);
 
     if (load_dns_servers(l, g) == -1 ||
         get_path(l, g, "trust_anchor_file", false, false, &d->trust_anchor_file) == -1)
         return -1;
     /* c-ares does not validate: a trust anchor there would only give false comfort. */
     if (d->trust_anchor_file != NULL && d->backend != CONF_DNS_UNBOUND)
-        return conf_error(l, config_setting_get_member(g, "trust_anchor_file"),
-                          "only used with backend \"unbound\" (c-ares does not validate DNSSEC)");
+        return cfg_error(&l->cr, config_setting_get_member(g, "trust_anchor_file"),
+                         "only used with backend \"unbound\" (c-ares does not validate DNSSEC)");
     if (load_unbound_options(l, g) == -1 ||
         get_seconds(l, g, "timeout", 5, 0.1, 60, &d->timeout) == -1 ||
         get_int(l, g, "cache_min_ttl", 0, 0, 604800, &min_ttl) == -1 ||
@@ -803,8 +646,8 @@ load_dns(struct loader *l, const config_setting_t *root)
         s_max = config_setting_get_member(g, "cache_max_ttl");
         if (s_max == NULL)
             s_max = config_setting_get_member(g, "cache_min_ttl");
-        return conf_error(l, s_max, "cache_min_ttl (%lld) is greater than cache_max_ttl (%lld)",
-                          min_ttl, max_ttl);
+        return cfg_error(&l->cr, s_max, "cache_min_ttl (%lld) is greater than cache_max_ttl (%lld)",
+                         min_ttl, max_ttl);
     }
     d->cache_min_ttl = (uint32_t)min_ttl;
     d->cache_max_ttl = (uint32_t)max_ttl;
@@ -820,7 +663,7 @@ load_addrs(struct loader *l, const config_setting_t *g, const char *name,
     size_t n = 0;
 
     if (list != NULL && !config_setting_is_array(list) && !config_setting_is_list(list))
-        return type_error(l, list, "an array of addresses [ \"0.0.0.0:5269\", ... ]");
+        return cfg_type_error(&l->cr, list, "an array of addresses [ \"0.0.0.0:5269\", ... ]");
     if (list != NULL)
         n = (size_t)config_setting_length(list);
     else
@@ -836,9 +679,9 @@ load_addrs(struct loader *l, const config_setting_t *g, const char *name,
         const char *text = s ? config_setting_get_string(s) : defaults[i], *bad;
 
         if (s != NULL && config_setting_type(s) != CONFIG_TYPE_STRING)
-            return type_error(l, s, "a string");
+            return cfg_type_error(&l->cr, s, "a string");
         if ((bad = server_parse(text, &a, 5269, true)) != NULL)
-            return conf_error(l, s, "\"%s\": %s", text, bad);
+            return cfg_error(&l->cr, s, "\"%s\": %s", text, bad);
         (*out)[i].text = xstrdup(text);
         (*out)[i].sa = a.sa;
         (*out)[i].salen = a.salen;
@@ -903,18 +746,18 @@ load_dialback(struct loader *l, const config_setting_t *root)
         return -1;
     if (*secret != '\0') {
         if (strlen(secret) < 16 || strpbrk(secret, " \t\r\n") != NULL)
-            return conf_error(l, s_secret, "must be one word of at least 16 characters");
+            return cfg_error(&l->cr, s_secret, "must be one word of at least 16 characters");
         d->secret = xstrdup(secret);
         return 0;
     }
     if (*file == '\0')
-        return conf_error(l, s_file, "must not be empty when no secret is set");
-    d->secret_file = path_resolve(l, file);
+        return cfg_error(&l->cr, s_file, "must not be empty when no secret is set");
+    d->secret_file = cfg_path_resolve(&l->cr, file);
     /* A missing file is made on first start (conf_dialback_secret_load); one that exists
      * must be readable now, so that a reload never runs without the secret. */
     if (access(d->secret_file, F_OK) == 0 &&
         secret_read(d->secret_file, &d->secret, why, sizeof(why)) == -1)
-        return conf_error(l, s_file != NULL ? s_file : g, "%s", why);
+        return cfg_error(&l->cr, s_file != NULL ? s_file : g, "%s", why);
     return 0;
 }
 
@@ -928,7 +771,7 @@ load_domain_list(struct loader *l, const config_setting_t *g, const char *name, 
     if (list == NULL)
         return 0;
     if (!config_setting_is_array(list) && !config_setting_is_list(list))
-        return type_error(l, list, "an array of domains [ \"example.net\", ... ]");
+        return cfg_type_error(&l->cr, list, "an array of domains [ \"example.net\", ... ]");
     if ((n = config_setting_length(list)) == 0)
         return 0;
     if ((*out = calloc((size_t)n, sizeof(**out))) == NULL)
@@ -939,12 +782,12 @@ load_domain_list(struct loader *l, const config_setting_t *g, const char *name, 
         char why[128];
 
         if (config_setting_type(s) != CONFIG_TYPE_STRING)
-            return type_error(l, s, "a string");
+            return cfg_type_error(&l->cr, s, "a string");
         (*out)[i] = xstrdup(config_setting_get_string(s));
         (*nout)++;
         if ((bad = domain_check((*out)[i], why, sizeof(why))) != NULL)
-            return conf_error(l, s, "\"%s\" is not a valid domain: %s",
-                              config_setting_get_string(s), bad);
+            return cfg_error(&l->cr, s, "\"%s\" is not a valid domain: %s",
+                             config_setting_get_string(s), bad);
     }
     return 0;
 }
@@ -967,8 +810,8 @@ load_security(struct loader *l, const config_setting_t *root)
     else if (strcmp(def, "insecure") == 0)
         sec->level = CONF_SEC_INSECURE;
     else
-        return conf_error(l, s_def, "expected \"default\", \"secure\" or \"insecure\", got \"%s\"",
-                          def);
+        return cfg_error(&l->cr, s_def,
+                         "expected \"default\", \"secure\" or \"insecure\", got \"%s\"", def);
     if (load_domain_list(l, g, "secure_domains", &sec->secure_domains, &sec->nsecure_domains) ==
             -1 ||
         load_domain_list(l, g, "insecure_domains", &sec->insecure_domains,
@@ -977,8 +820,8 @@ load_security(struct loader *l, const config_setting_t *root)
     for (size_t i = 0; i < sec->nsecure_domains; i++)
         for (size_t j = 0; j < sec->ninsecure_domains; j++)
             if (strcmp(sec->secure_domains[i], sec->insecure_domains[j]) == 0)
-                return conf_error(l, config_setting_get_member(g, "insecure_domains"),
-                                  "\"%s\" is also in secure_domains", sec->secure_domains[i]);
+                return cfg_error(&l->cr, config_setting_get_member(g, "insecure_domains"),
+                                 "\"%s\" is also in secure_domains", sec->secure_domains[i]);
     return 0;
 }
 
@@ -1009,8 +852,8 @@ loader_dirs(struct loader *l)
 {
     char *abs, *slash;
 
-    if ((abs = realpath(l->path, NULL)) == NULL) {
-        snprintf(l->err, l->errlen, "%s: cannot read: %s", l->path, strerror(errno));
+    if ((abs = realpath(l->cr.mainfile, NULL)) == NULL) {
+        snprintf(l->cr.err, l->cr.errlen, "%s: cannot read: %s", l->cr.mainfile, strerror(errno));
         return -1;
     }
     slash = strrchr(abs, '/');
@@ -1018,10 +861,10 @@ loader_dirs(struct loader *l)
         slash[1] = '\0';
     else
         *slash = '\0';
-    l->dir = abs;
+    l->cr.dir = l->dir = abs;
     l->conf->dir = xstrdup(abs);
-    if ((slash = strrchr(l->path, '/')) != NULL)
-        l->showdir = strndup(l->path, (size_t)(slash - l->path));
+    if ((slash = strrchr(l->cr.mainfile, '/')) != NULL)
+        l->cr.showdir = l->showdir = strndup(l->cr.mainfile, (size_t)(slash - l->cr.mainfile));
     return 0;
 }
 
@@ -1037,11 +880,11 @@ load_ctl(struct loader *l, const config_setting_t *root)
         return -1;
     if (*v == '\0')
         return 0;
-    l->conf->ctl.socket = path_resolve(l, v);
+    l->conf->ctl.socket = cfg_path_resolve(&l->cr, v);
     if (strlen(l->conf->ctl.socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
         free(l->conf->ctl.socket);
         l->conf->ctl.socket = NULL;
-        return conf_error(l, s, "path too long for a UNIX socket");
+        return cfg_error(&l->cr, s, "path too long for a UNIX socket");
     }
     return 0;
 }
@@ -1065,10 +908,10 @@ load_metrics(struct loader *l, const config_setting_t *root)
     if (*v == '\0')
         return 0;
     if ((bad = server_parse(v, &a, 0, false)) != NULL)
-        return conf_error(l, s, "\"%s\": %s", v, bad);
+        return cfg_error(&l->cr, s, "\"%s\": %s", v, bad);
     if (a.port == 0) {
         free(a.address);
-        return conf_error(l, s, "\"%s\": a port is required (\"127.0.0.1:9269\")", v);
+        return cfg_error(&l->cr, s, "\"%s\": a port is required (\"127.0.0.1:9269\")", v);
     }
     if ((m->listen = calloc(1, sizeof(*m->listen))) == NULL)
         fatal("calloc");
@@ -1090,7 +933,7 @@ load_eventlog(struct loader *l, const config_setting_t *root)
         get_bool(l, g, "syslog", false, &l->conf->eventlog.syslog) == -1)
         return -1;
     if (*v != '\0')
-        l->conf->eventlog.file = path_resolve(l, v);
+        l->conf->eventlog.file = cfg_path_resolve(&l->cr, v);
     return 0;
 }
 
@@ -1100,32 +943,32 @@ parse(struct loader *l, config_t *cfg)
     const config_setting_t *root;
     char file[PATH_MAX];
 
-    if (access(l->path, R_OK) == -1) {
-        snprintf(l->err, l->errlen, "%s: cannot read: %s", l->path, strerror(errno));
+    if (access(l->cr.mainfile, R_OK) == -1) {
+        snprintf(l->cr.err, l->cr.errlen, "%s: cannot read: %s", l->cr.mainfile, strerror(errno));
         return -1;
     }
     if (loader_dirs(l) == -1)
         return -1;
     config_set_include_dir(cfg, l->dir);
-    if (config_read_file(cfg, l->path) != CONFIG_TRUE) {
+    if (config_read_file(cfg, l->cr.mainfile) != CONFIG_TRUE) {
         if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
-            snprintf(l->err, l->errlen, "%s: cannot read", l->path);
+            snprintf(l->cr.err, l->cr.errlen, "%s: cannot read", l->cr.mainfile);
             return -1;
         }
-        source_file(l, config_error_file(cfg), file, sizeof(file));
-        snprintf(l->err, l->errlen, "%s:%d: %s", file, config_error_line(cfg),
+        cfg_source_file(&l->cr, config_error_file(cfg), file, sizeof(file));
+        snprintf(l->cr.err, l->cr.errlen, "%s:%d: %s", file, config_error_line(cfg),
                  config_error_text(cfg));
         return -1;
     }
     root = config_root_setting(cfg);
-    if (check_keys(l, root, root_keys) == -1 || load_log(l, root) == -1 ||
+    if (cfg_check_keys(&l->cr, root, root_keys) == -1 || load_log(l, root) == -1 ||
         load_hosts(l, root) == -1 || load_tls(l, root) == -1 || load_limits(l, root) == -1 ||
         load_timeouts(l, root) == -1 || load_dns(l, root) == -1 || load_listen(l, root) == -1 ||
         load_dialback(l, root) == -1 || load_security(l, root) == -1 || load_ctl(l, root) == -1 ||
         load_metrics(l, root) == -1 || load_eventlog(l, root) == -1)
         return -1;
     if ((l->conf->policy = policy_conf_load(config_setting_get_member(root, "policy"), l->dir,
-                                            l->err, l->errlen)) == NULL)
+                                            l->cr.err, l->cr.errlen)) == NULL)
         return -1;
     build_tls_view(l->conf);
     return 0;
@@ -1134,7 +977,7 @@ parse(struct loader *l, config_t *cfg)
 struct conf *
 conf_load(const char *path, char *err, size_t errlen)
 {
-    struct loader l = {.path = path, .err = err, .errlen = errlen};
+    struct loader l = {.cr = {.mainfile = path, .err = err, .errlen = errlen, .say_found = true}};
     config_t cfg;
     int rc;
 

@@ -31,6 +31,8 @@
 #include "s2s/local.h"
 #include "s2s/log.h"
 #include "s2s/peerauth.h"
+#include "s2s/ping.h"
+#include "s2s/policy.h"
 #include "s2s/pool.h"
 #include "s2s/stats.h"
 
@@ -321,6 +323,32 @@ link_json(const struct local *l)
                      (json_int_t)ls->disconnects);
 }
 
+static json_t *policy_counters_json(void);
+
+/* Inbound policy outcomes, drops by reason, policy and XEP-0199 ping counters. */
+static void
+stats_more(json_t *o)
+{
+    const struct s2s_stats *s = &s2s_stats;
+    json_t *in = json_object_get(o, "inbound"), *dropped = json_object(), *pol;
+
+    json_object_set_new(in, "bounced", json_integer((json_int_t)s->in_bounced));
+    json_object_set_new(in, "dropped", json_integer((json_int_t)s->in_dropped));
+    for (int i = 0; i < S2S_DROP_COUNT; i++)
+        if (s->dropped_by[i] > 0)
+            json_object_set_new(dropped, s2s_drop_reason_name((enum s2s_drop_reason)i),
+                                json_integer((json_int_t)s->dropped_by[i]));
+    json_object_set_new(o, "dropped_by", dropped);
+    pol = policy_counters_json();
+    json_object_set(o, "policy", json_object_get(pol, "counters"));
+    json_decref(pol);
+    json_object_set_new(o, "ping",
+                        json_pack("{s:I, s:I, s:I, s:I}", "sent", (json_int_t)ping_counts.sent,
+                                  "answered", (json_int_t)ping_counts.answered, "late",
+                                  (json_int_t)ping_counts.late, "stale",
+                                  (json_int_t)ping_counts.stale));
+}
+
 static json_t *
 answer_stats(const struct ctl_env *env)
 {
@@ -348,6 +376,7 @@ answer_stats(const struct ctl_env *env)
                   (json_int_t)s->auth_failed, "streams", "opened_in", (json_int_t)s->in_streams,
                   "opened_out", (json_int_t)s->out_streams, "live_in", (json_int_t)nin, "live_out",
                   (json_int_t)nout, "links", links);
+    stats_more(o);
     if (env->res != NULL) {
         struct dns_stats ds;
 
@@ -419,12 +448,59 @@ answer_reload(const struct ctl_env *env)
     return json_pack("{s:s}", "reloaded", daemon_conf(env->d)->path);
 }
 
-/* Policy is not wired into the configuration yet (policy_conf.h says how it will be). */
-static json_t *
-answer_policy(void)
+/* The policy the engine runs: the test's, or the running configuration's. */
+static const struct policy *
+env_policy(const struct ctl_env *env)
 {
-    return json_pack("{s:b, s:[], s:s}", "configured", 0, "rules", "message",
-                     "no policy configured");
+    if (env->policy != NULL)
+        return env->policy;
+    if (env->d != NULL)
+        return daemon_conf(env->d)->policy;
+    return NULL;
+}
+
+/* The policy counters and refusals by rule since start (they outlive reloads). */
+static json_t *
+policy_counters_json(void)
+{
+    const struct s2s_stats *s = &s2s_stats;
+    const struct s2s_policy_count *pc;
+    json_t *refusals = json_array(), *row;
+    size_t n;
+
+    pc = s2s_policy_counts(&n);
+    for (size_t i = 0; i < n; i++) {
+        row = json_pack("{s:s}", "rule", pc[i].rule);
+        for (size_t w = 0; w < S2S_POLICY_WHATS; w++)
+            json_object_set_new(row, s2s_policy_whats[w],
+                                json_integer((json_int_t)pc[i].by_what[w]));
+        json_array_append_new(refusals, row);
+    }
+    return json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "counters", "bounced",
+                     (json_int_t)s->policy_bounced, "dropped", (json_int_t)s->policy_dropped,
+                     "refused", (json_int_t)s->policy_refused, "paused",
+                     (json_int_t)s->policy_paused, "held", (json_int_t)s->policy_held, "refusals",
+                     refusals);
+}
+
+/* Stanza rules in order with their hits (the default last), and the refusal counters. */
+static json_t *
+answer_policy(const struct ctl_env *env)
+{
+    const struct policy *p = env_policy(env);
+    struct policy_rule_info ri;
+    json_t *o = policy_counters_json(), *rules = json_array();
+    bool configured = false;
+
+    for (size_t i = 0; p != NULL && policy_rule_info(p, i, &ri); i++) {
+        json_array_append_new(rules,
+                              json_pack("{s:s, s:s?, s:I, s:I}", "name", ri.name, "file", ri.file,
+                                        "line", (json_int_t)ri.line, "hits", (json_int_t)ri.hits));
+        configured |= ri.file != NULL;
+    }
+    json_object_set_new(o, "configured", json_boolean(configured));
+    json_object_set_new(o, "rules", rules);
+    return o;
 }
 
 json_t *
@@ -460,7 +536,7 @@ ctl_answer(const struct ctl_env *env, const char *line)
     if (strcmp(cmd, "reload") == 0)
         return answer_reload(env);
     if (strcmp(cmd, "policy") == 0)
-        return answer_policy();
+        return answer_policy(env);
     return error_json("unknown command \"%s\"; try: streams, domains, stats, close "
                       "DOMAIN|STREAM-ID, reload, policy",
                       cmd);

@@ -27,6 +27,7 @@ struct dns_resolver;
 struct event_base;
 struct local;
 struct peerauth;
+struct policy;
 struct pool;
 struct s2s_stream;
 
@@ -41,6 +42,7 @@ struct ctl_env {
     struct dns_resolver *res;
     struct local *const *locals; /* NULL entries are skipped */
     size_t nlocals;
+    const struct policy *policy; /* NULL: the running configuration's (d) */
 };
 
 /* Listens on path (a stale socket there is replaced); NULL with err set. */

@@ -9,16 +9,33 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "s2s/conn.h"
 #include "s2s/ctl.h"
 #include "s2s/log.h"
 #include "s2s/peerauth.h"
+#include "s2s/policy.h"
 #include "s2s/tls.h"
+
+/* Stanzas bounced or dropped by one rule, one action and direction in this window. */
+struct policy_agg {
+    char rule[64], file[256];
+    unsigned line;
+    bool has_file, inbound;
+    const char *action;                                       /* static strings */
+    char local[S2S_STREAM_DOMAIN], remote[S2S_STREAM_DOMAIN]; /* the first stanza's */
+    uint64_t count;
+};
 
 struct eventlog {
     char *file;
     int fd; /* -1: no file */
     bool use_syslog;
+    struct policy_agg agg[EVENTLOG_POLICY_SLOTS];
+    size_t nagg;
+    double window_end; /* s2s_now(): stanza refusals before it wait for the flush */
+    struct event *ev_flush;
 };
 
 static struct eventlog *installed;
@@ -73,8 +90,11 @@ eventlog_free(struct eventlog *el)
 {
     if (el == NULL)
         return;
+    eventlog_flush(el);
     if (installed == el)
         eventlog_install(NULL);
+    if (el->ev_flush != NULL)
+        event_free(el->ev_flush);
     if (el->fd != -1)
         close(el->fd);
     free(el->file);
@@ -185,6 +205,129 @@ eventlog_bounce(struct eventlog *el, const char *local, const char *remote, size
                             why));
 }
 
+/* --- policy refusals ------------------------------------------------------------------ */
+
+static const char *
+action_name(const struct s2s_policy_event *ev)
+{
+    if (strcmp(ev->what, "route") == 0)
+        return "bounce"; /* the stanzas waiting for the route */
+    switch (ev->d->verdict) {
+    case POLICY_BOUNCE:
+        return "bounce";
+    case POLICY_DROP:
+        return "drop";
+    default:
+        return "refuse";
+    }
+}
+
+static json_t *
+refusal_json(const char *what, const char *action, bool inbound, const char *local,
+             const char *remote, const char *rule, const char *file, unsigned line)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:I}", "what", what, "action", action,
+                     "direction", inbound ? "in" : "out", "local", local, "remote", remote, "rule",
+                     rule, "file", file, "line", (json_int_t)line);
+}
+
+void
+eventlog_flush(struct eventlog *el)
+{
+    for (size_t i = 0; i < el->nagg; i++) {
+        const struct policy_agg *a = &el->agg[i];
+        json_t *ev = refusal_json("stanza", a->action, a->inbound, a->local, a->remote, a->rule,
+                                  a->has_file ? a->file : NULL, a->line);
+
+        json_object_set_new(ev, "count", json_integer((json_int_t)a->count));
+        eventlog_emit(el, "policy_refusal", ev);
+    }
+    el->nagg = 0;
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct eventlog *el = arg;
+
+    (void)fd;
+    (void)what;
+    eventlog_flush(el);
+}
+
+void
+eventlog_set_base(struct eventlog *el, struct event_base *base)
+{
+    if (el->ev_flush == NULL && (el->ev_flush = evtimer_new(base, flush_cb, el)) == NULL)
+        fatal("evtimer_new");
+}
+
+/* A stanza bounced or dropped: counted into its (rule, action, direction) slot. */
+static void
+policy_stanza(struct eventlog *el, const struct s2s_policy_event *ev, double now)
+{
+    const struct policy_decision *d = ev->d;
+    const char *action = action_name(ev), *rule = d->rule != NULL ? d->rule : "default";
+    struct policy_agg *a = NULL;
+
+    for (size_t i = 0; i < el->nagg && a == NULL; i++)
+        if (el->agg[i].action == action && el->agg[i].inbound == ev->inbound &&
+            el->agg[i].line == d->line && strcmp(el->agg[i].rule, rule) == 0)
+            a = &el->agg[i];
+    if (a == NULL) {
+        if (el->nagg == EVENTLOG_POLICY_SLOTS) /* more rules than slots in one second */
+            eventlog_flush(el);
+        a = &el->agg[el->nagg++];
+        snprintf(a->rule, sizeof(a->rule), "%s", rule);
+        snprintf(a->file, sizeof(a->file), "%s", d->file != NULL ? d->file : "");
+        a->has_file = d->file != NULL;
+        a->line = d->line;
+        a->action = action;
+        a->inbound = ev->inbound;
+        snprintf(a->local, sizeof(a->local), "%s", ev->local);
+        snprintf(a->remote, sizeof(a->remote), "%s", ev->remote);
+        a->count = 0;
+    }
+    a->count += ev->count > 0 ? ev->count : 1;
+    /* The first refusal after a quiet second goes out at once; the others of the
+     * window are summed and written when it ends (at most one line per rule a second). */
+    if (now >= el->window_end) {
+        el->window_end = now + 1.0;
+        eventlog_flush(el);
+    } else if (el->ev_flush != NULL && !evtimer_pending(el->ev_flush, NULL)) {
+        double left = el->window_end - now;
+        struct timeval tv = {(time_t)left, (suseconds_t)((left - (double)(time_t)left) * 1e6)};
+
+        evtimer_add(el->ev_flush, &tv);
+    }
+}
+
+void
+eventlog_policy(struct eventlog *el, const struct s2s_policy_event *ev)
+{
+    const struct policy_decision *d = ev->d;
+    json_t *o;
+
+    if (strcmp(ev->what, "stanza") == 0) {
+        policy_stanza(el, ev, s2s_now());
+        return;
+    }
+    o = refusal_json(ev->what, action_name(ev), ev->inbound, ev->local, ev->remote,
+                     d->rule != NULL ? d->rule : "default", d->file, d->line);
+    json_object_set_new(o, "peer", ev->peer != NULL ? json_string(ev->peer) : json_null());
+    json_object_set_new(o, "term", d->term != NULL ? json_string(d->term) : json_null());
+    json_object_set_new(o, "reason", json_string(d->text));
+    json_object_set_new(o, "count", json_integer((json_int_t)ev->count));
+    eventlog_emit(el, "policy_refusal", o);
+}
+
+static void
+policy_hook(const struct s2s_policy_event *ev)
+{
+    if (installed != NULL)
+        eventlog_policy(installed, ev);
+}
+
 static void
 stream_hook(enum s2s_stream_event what, const struct s2s_stream *st)
 {
@@ -207,5 +350,6 @@ eventlog_install(struct eventlog *el)
     if (el != NULL) {
         s2s_stream_hook_add(stream_hook);
         s2s_bounce_hook = bounce_hook;
+        s2s_policy_hook = policy_hook;
     }
 }

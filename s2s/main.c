@@ -252,14 +252,15 @@ fed_reload(struct daemon *d, const struct conf *old, void *arg)
 static int
 operating_start(struct federation *f, const struct conf *conf, char *err, size_t errlen)
 {
-    struct ctl_env ce = {f->d, router_pool(f->router), f->res, f->locals, f->nlocals};
-    struct metrics_env me = {f->d, router_pool(f->router), f->res, f->locals, f->nlocals};
+    struct ctl_env ce = {f->d, router_pool(f->router), f->res, f->locals, f->nlocals, NULL};
+    struct metrics_env me = {f->d, router_pool(f->router), f->res, f->locals, f->nlocals, NULL};
     char why[512];
 
     if (conf->eventlog.file != NULL || conf->eventlog.syslog) {
         if ((f->eventlog = eventlog_new(conf->eventlog.file, conf->eventlog.syslog, err, errlen)) ==
             NULL)
             return -1;
+        eventlog_set_base(f->eventlog, daemon_base(f->d));
         eventlog_install(f->eventlog);
     }
     if (conf->metrics.listen != NULL &&

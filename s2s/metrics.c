@@ -27,6 +27,8 @@
 #include "s2s/local.h"
 #include "s2s/log.h"
 #include "s2s/peerauth.h"
+#include "s2s/ping.h"
+#include "s2s/policy.h"
 #include "s2s/pool.h"
 #include "s2s/stats.h"
 #include "s2s/tls.h"
@@ -154,12 +156,14 @@ render_counters(struct evbuffer *out)
         out,
         "s2sproxy_stanzas_total{direction=\"in\",outcome=\"accepted\"} %" PRIu64 "\n"
         "s2sproxy_stanzas_total{direction=\"in\",outcome=\"rejected\"} %" PRIu64 "\n"
+        "s2sproxy_stanzas_total{direction=\"in\",outcome=\"bounced\"} %" PRIu64 "\n"
+        "s2sproxy_stanzas_total{direction=\"in\",outcome=\"dropped\"} %" PRIu64 "\n"
         "s2sproxy_stanzas_total{direction=\"out\",outcome=\"accepted\"} %" PRIu64 "\n"
         "s2sproxy_stanzas_total{direction=\"out\",outcome=\"delivered\"} %" PRIu64 "\n"
         "s2sproxy_stanzas_total{direction=\"out\",outcome=\"bounced\"} %" PRIu64 "\n"
         "s2sproxy_stanzas_total{direction=\"out\",outcome=\"dropped\"} %" PRIu64 "\n",
-        s->in_accepted, s->in_rejected, s->out_accepted, s->out_delivered, s->out_bounced,
-        s->out_dropped);
+        s->in_accepted, s->in_rejected, s->in_bounced, s->in_dropped, s->out_accepted,
+        s->out_delivered, s->out_bounced, s->out_dropped);
     header(out, "s2sproxy_bounces_total", "counter",
            "Stanzas bounced to their sender, by condition.");
     for (int i = 0; i < XMPP_STANZA_ERR_COUNT; i++)
@@ -167,6 +171,20 @@ render_counters(struct evbuffer *out)
             evbuffer_add_printf(out, "s2sproxy_bounces_total{condition=\"%s\"} %" PRIu64 "\n",
                                 xmpp_stanza_error_name((enum xmpp_stanza_error)i),
                                 s->bounced_by[i]);
+    header(out, "s2sproxy_dropped_total", "counter",
+           "Stanzas dropped (neither delivered nor bounced), both directions, by reason.");
+    for (int i = 0; i < S2S_DROP_COUNT; i++)
+        evbuffer_add_printf(out, "s2sproxy_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
+                            s2s_drop_reason_name((enum s2s_drop_reason)i), s->dropped_by[i]);
+    header(out, "s2sproxy_pings_total", "counter",
+           "XEP-0199 pings on stale outbound streams: sent, answered, answered late, stale.");
+    evbuffer_add_printf(out,
+                        "s2sproxy_pings_total{result=\"sent\"} %" PRIu64 "\n"
+                        "s2sproxy_pings_total{result=\"answered\"} %" PRIu64 "\n"
+                        "s2sproxy_pings_total{result=\"late\"} %" PRIu64 "\n"
+                        "s2sproxy_pings_total{result=\"stale\"} %" PRIu64 "\n",
+                        ping_counts.sent, ping_counts.answered, ping_counts.late,
+                        ping_counts.stale);
     header(out, "s2sproxy_streams_opened_total", "counter", "Streams opened, by direction.");
     evbuffer_add_printf(out,
                         "s2sproxy_streams_opened_total{direction=\"in\"} %" PRIu64 "\n"
@@ -397,11 +415,71 @@ render_domains(struct evbuffer *out, const struct conf_metrics *mc)
     free(all);
 }
 
+/*
+ * Policy decisions: the actions taken, the stanza rules' hits (the running policy's; a
+ * reload starts them again), refusals by rule since start. Rule names come from the
+ * configuration (and "default", "other"): a bounded label set. Rules sharing a name are
+ * summed into one series.
+ */
+static void
+render_policy(struct evbuffer *out, const struct policy *p)
+{
+    const struct s2s_stats *s = &s2s_stats;
+    const struct s2s_policy_count *pc;
+    struct policy_rule_info ri, rj;
+    char name[192];
+    size_t n;
+
+    header(out, "s2sproxy_policy_actions_total", "counter",
+           "Policy actions: stanzas bounced or dropped, streams refused, inbound reads paused "
+           "and outbound queues held by a rate limit.");
+    evbuffer_add_printf(out,
+                        "s2sproxy_policy_actions_total{action=\"bounced\"} %" PRIu64 "\n"
+                        "s2sproxy_policy_actions_total{action=\"dropped\"} %" PRIu64 "\n"
+                        "s2sproxy_policy_actions_total{action=\"refused\"} %" PRIu64 "\n"
+                        "s2sproxy_policy_actions_total{action=\"paused\"} %" PRIu64 "\n"
+                        "s2sproxy_policy_actions_total{action=\"held\"} %" PRIu64 "\n",
+                        s->policy_bounced, s->policy_dropped, s->policy_refused, s->policy_paused,
+                        s->policy_held);
+    header(out, "s2sproxy_policy_rule_hits_total", "counter",
+           "Stanzas decided by each stanza rule of the running policy (default: no rule "
+           "matched).");
+    for (size_t i = 0; p != NULL && policy_rule_info(p, i, &ri); i++) {
+        bool seen = false;
+        uint64_t hits = ri.hits;
+
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = policy_rule_info(p, j, &rj) && strcmp(rj.name, ri.name) == 0;
+        if (seen)
+            continue;
+        for (size_t j = i + 1; policy_rule_info(p, j, &rj); j++)
+            if (strcmp(rj.name, ri.name) == 0)
+                hits += rj.hits;
+        metrics_label_escape(ri.name, name, sizeof(name));
+        evbuffer_add_printf(out, "s2sproxy_policy_rule_hits_total{rule=\"%s\"} %" PRIu64 "\n", name,
+                            hits);
+    }
+    header(out, "s2sproxy_policy_refusals_total", "counter",
+           "Policy refusals by the rule or domains entry that decided and by what was refused "
+           "(stream, route, stanza).");
+    pc = s2s_policy_counts(&n);
+    for (size_t i = 0; i < n; i++) {
+        metrics_label_escape(pc[i].rule, name, sizeof(name));
+        for (size_t w = 0; w < S2S_POLICY_WHATS; w++)
+            evbuffer_add_printf(
+                out, "s2sproxy_policy_refusals_total{rule=\"%s\",kind=\"%s\"} %" PRIu64 "\n", name,
+                s2s_policy_whats[w], pc[i].by_what[w]);
+    }
+}
+
 void
 metrics_render(const struct metrics_env *env, const struct conf_metrics *mc, struct evbuffer *out)
 {
     render_streams(out);
     render_counters(out);
+    render_policy(out, env->policy != NULL ? env->policy
+                       : env->d != NULL    ? daemon_conf(env->d)->policy
+                                           : NULL);
     render_dns(out, env->res);
     render_pool(out, env->pool);
     render_links(out, env->locals, env->nlocals);

@@ -25,6 +25,7 @@ struct evbuffer;
 struct event_base;
 struct local;
 struct metrics;
+struct policy;
 struct pool;
 
 /* Domains remembered for the top-N choice (the busiest; beyond: not tracked). */
@@ -38,6 +39,7 @@ struct metrics_env {
     struct dns_resolver *res;
     struct local *const *locals;
     size_t nlocals;
+    const struct policy *policy; /* NULL: the running configuration's (d) */
 };
 
 struct metrics *metrics_new(struct event_base *base, const struct conf_addr *addr,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s2s/cfgread.h"
 #include "s2s/log.h"
 #include "s2s/policy_impl.h"
 
@@ -20,10 +21,7 @@
 #define RULE_LIMIT_ENTRIES 10000
 
 struct pbuild {
-    const char *dir;      /* absolute directory of the main file */
-    const char *mainfile; /* the main file's name as libconfig recorded it */
-    char *err;
-    size_t errlen;
+    struct cfgread cr; /* dir, showdir: the main file's absolute directory */
     struct policy *p;
 };
 
@@ -49,54 +47,7 @@ static const char *const rule_keys[] = {
     "larger_than", "limit",     "action", "condition", "error_type",  "text", NULL};
 static const char *const rate_keys[] = {"stanzas", "stanza_burst", "bytes", "byte_burst", NULL};
 
-/* --- errors, in the style of s2s/conf.c ----------------------------------------------- */
-
-static void
-key_path(const config_setting_t *s, char *buf, size_t len)
-{
-    const config_setting_t *parent = config_setting_parent(s);
-    size_t used;
-
-    if (parent == NULL)
-        return;
-    key_path(parent, buf, len);
-    used = strlen(buf);
-    if (config_setting_name(s) != NULL)
-        snprintf(buf + used, len - used, "%s%s", used > 0 ? "." : "", config_setting_name(s));
-    else
-        snprintf(buf + used, len - used, "[%d]", config_setting_index(s));
-}
-
-/* libconfig names an @included file as the directive wrote it, relative to the include
- * directory (the main file's): show it under that directory. */
-static void
-source_file(const struct pbuild *b, const char *src, char *buf, size_t len)
-{
-    if (src == NULL)
-        snprintf(buf, len, "%s", b->mainfile != NULL ? b->mainfile : "(policy)");
-    else if (src[0] == '/' || (b->mainfile != NULL && strcmp(src, b->mainfile) == 0))
-        snprintf(buf, len, "%s", src);
-    else
-        snprintf(buf, len, "%s/%s", b->dir, src);
-}
-
-static int perr(struct pbuild *b, const config_setting_t *s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-perr(struct pbuild *b, const config_setting_t *s, const char *fmt, ...)
-{
-    char file[PATH_MAX], key[256] = "", msg[768];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    source_file(b, config_setting_source_file(s), file, sizeof(file));
-    key_path(s, key, sizeof(key));
-    snprintf(b->err, b->errlen, "%s:%u: %s: %s", file, config_setting_source_line(s), key, msg);
-    return -1;
-}
+/* --- errors and origins --------------------------------------------------------------- */
 
 static char *
 xstrdup(const char *s)
@@ -114,98 +65,15 @@ origin_set(struct pbuild *b, const config_setting_t *s, const char *name, const 
 {
     char file[PATH_MAX], key[256] = "";
 
-    source_file(b, config_setting_source_file(s), file, sizeof(file));
+    cfg_source_file(&b->cr, config_setting_source_file(s), file, sizeof(file));
     o->file = xstrdup(file);
     o->line = config_setting_source_line(s);
     if (name != NULL) {
         o->name = xstrdup(name);
     } else {
-        key_path(s, key, sizeof(key));
+        cfg_key_path(s, key, sizeof(key));
         o->name = xstrdup(key[0] != '\0' ? key : what);
     }
-}
-
-/* --- typed getters -------------------------------------------------------------------- */
-
-static int
-check_keys(struct pbuild *b, const config_setting_t *g, const char *const *keys)
-{
-    for (int i = 0; i < config_setting_length(g); i++) {
-        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
-        const char *const *k;
-
-        for (k = keys; *k != NULL; k++)
-            if (strcmp(*k, config_setting_name(s)) == 0)
-                break;
-        if (*k == NULL)
-            return perr(b, s, "unknown option");
-    }
-    return 0;
-}
-
-static int
-get_string(struct pbuild *b, const config_setting_t *g, const char *name, const char **out,
-           const config_setting_t **where)
-{
-    const config_setting_t *s = config_setting_get_member(g, name);
-
-    *where = s;
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_STRING)
-        return perr(b, s, "expected a string");
-    *out = config_setting_get_string(s);
-    return 0;
-}
-
-static int
-get_bool(struct pbuild *b, const config_setting_t *g, const char *name, bool *out)
-{
-    const config_setting_t *s = config_setting_get_member(g, name);
-
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-        return perr(b, s, "expected a boolean (true or false)");
-    *out = config_setting_get_bool(s) != 0;
-    return 0;
-}
-
-static int
-get_number(struct pbuild *b, const config_setting_t *g, const char *name, double min, double max,
-           double *out)
-{
-    const config_setting_t *s = config_setting_get_member(g, name);
-    double v;
-
-    if (s == NULL)
-        return 0;
-    if (!config_setting_is_number(s))
-        return perr(b, s, "expected a number");
-    v = config_setting_type(s) == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
-                                                    : (double)config_setting_get_int64(s);
-    if (!(v >= min && v <= max))
-        return perr(b, s, "%g is out of range %g..%g", v, min, max);
-    *out = v;
-    return 0;
-}
-
-static int
-get_uint(struct pbuild *b, const config_setting_t *g, const char *name, long long max,
-         unsigned long long *out)
-{
-    const config_setting_t *s = config_setting_get_member(g, name);
-    long long v;
-
-    if (s == NULL)
-        return 0;
-    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
-        return perr(b, s, "expected an integer");
-    v = config_setting_get_int64(s);
-    if (v < 0 || v > max)
-        return perr(b, s, "%lld is out of range 0..%lld", v, max);
-    *out = (unsigned long long)v;
-    return 0;
 }
 
 /*
@@ -222,14 +90,14 @@ each_string(struct pbuild *b, const config_setting_t *s, string_fn fn, void *arg
     if (config_setting_type(s) == CONFIG_TYPE_STRING)
         return fn(b, s, config_setting_get_string(s), arg);
     if (!config_setting_is_array(s) && !config_setting_is_list(s))
-        return perr(b, s, "expected a string or an array of strings [ \"...\", ... ]");
+        return cfg_error(&b->cr, s, "expected a string or an array of strings [ \"...\", ... ]");
     if ((n = config_setting_length(s)) == 0)
-        return perr(b, s, "empty: leave the option out to match anything");
+        return cfg_error(&b->cr, s, "empty: leave the option out to match anything");
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 
         if (config_setting_type(e) != CONFIG_TYPE_STRING)
-            return perr(b, e, "expected a string");
+            return cfg_error(&b->cr, e, "expected a string");
         if (fn(b, e, config_setting_get_string(e), arg) == -1)
             return -1;
     }
@@ -248,16 +116,17 @@ parse_rate(struct pbuild *b, const config_setting_t *g, const char *name,
     if (s == NULL)
         return 0;
     if (!config_setting_is_group(s))
-        return perr(b, s, "expected a group { stanzas = ...; bytes = ...; }");
-    if (check_keys(b, s, rate_keys) == -1 ||
-        get_number(b, s, "stanzas", 0, 1e9, &r.stanzas.per_second) == -1 ||
-        get_number(b, s, "stanza_burst", 1, 1e9, &r.stanzas.burst) == -1 ||
-        get_number(b, s, "bytes", 0, 1e12, &r.bytes.per_second) == -1 ||
-        get_number(b, s, "byte_burst", 1, 1e12, &r.bytes.burst) == -1)
+        return cfg_error(&b->cr, s, "expected a group { stanzas = ...; bytes = ...; }");
+    if (cfg_check_keys(&b->cr, s, rate_keys) == -1 ||
+        cfg_get_number(&b->cr, s, "stanzas", 0, 1e9, NULL, &r.stanzas.per_second) == -1 ||
+        cfg_get_number(&b->cr, s, "stanza_burst", 1, 1e9, NULL, &r.stanzas.burst) == -1 ||
+        cfg_get_number(&b->cr, s, "bytes", 0, 1e12, NULL, &r.bytes.per_second) == -1 ||
+        cfg_get_number(&b->cr, s, "byte_burst", 1, 1e12, NULL, &r.bytes.burst) == -1)
         return -1;
     if (config_setting_get_member(s, "stanzas") == NULL &&
         config_setting_get_member(s, "bytes") == NULL)
-        return perr(b, s, "give \"stanzas\" (per second), \"bytes\" (per second) or both");
+        return cfg_error(&b->cr, s,
+                         "give \"stanzas\" (per second), \"bytes\" (per second) or both");
     /* Bursts default to one second's worth. */
     if (config_setting_get_member(s, "stanza_burst") == NULL)
         r.stanzas.burst = r.stanzas.per_second;
@@ -272,9 +141,9 @@ parse_terms(struct pbuild *b, const config_setting_t *g, struct policy_terms *t)
 {
     const config_setting_t *s;
     const char *v = NULL;
-    unsigned long long n;
+    long long n;
 
-    if (get_string(b, g, "federate", &v, &s) == -1)
+    if (cfg_get_string(&b->cr, g, "federate", &v, &s) == -1)
         return -1;
     if (s != NULL) {
         if (strcmp(v, "allow") == 0)
@@ -282,10 +151,10 @@ parse_terms(struct pbuild *b, const config_setting_t *g, struct policy_terms *t)
         else if (strcmp(v, "deny") == 0)
             t->federate = false;
         else
-            return perr(b, s, "expected \"allow\" or \"deny\", got \"%s\"", v);
+            return cfg_error(&b->cr, s, "expected \"allow\" or \"deny\", got \"%s\"", v);
     }
-    if (get_bool(b, g, "require_tls", &t->require_tls) == -1 ||
-        get_string(b, g, "min_tls", &v, &s) == -1)
+    if (cfg_get_bool(&b->cr, g, "require_tls", &t->require_tls) == -1 ||
+        cfg_get_string(&b->cr, g, "min_tls", &v, &s) == -1)
         return -1;
     if (s != NULL) {
         /* RFC 7590 §3.1: nothing older than TLS 1.2. */
@@ -294,9 +163,9 @@ parse_terms(struct pbuild *b, const config_setting_t *g, struct policy_terms *t)
         else if (strcmp(v, "1.3") == 0)
             t->min_tls = TLS13;
         else
-            return perr(b, s, "expected \"1.2\" or \"1.3\", got \"%s\"", v);
+            return cfg_error(&b->cr, s, "expected \"1.2\" or \"1.3\", got \"%s\"", v);
     }
-    if (get_string(b, g, "auth", &v, &s) == -1)
+    if (cfg_get_string(&b->cr, g, "auth", &v, &s) == -1)
         return -1;
     if (s != NULL) {
         if (strcmp(v, "certificate") == 0)
@@ -304,13 +173,13 @@ parse_terms(struct pbuild *b, const config_setting_t *g, struct policy_terms *t)
         else if (strcmp(v, "dialback") == 0)
             t->auth = POLICY_REQUIRE_DIALBACK;
         else
-            return perr(b, s, "expected \"certificate\" or \"dialback\", got \"%s\"", v);
+            return cfg_error(&b->cr, s, "expected \"certificate\" or \"dialback\", got \"%s\"", v);
     }
-    if (get_bool(b, g, "dnssec", &t->dnssec) == -1 || get_bool(b, g, "dane", &t->dane) == -1 ||
-        parse_rate(b, g, "rate", &t->rate) == -1)
+    if (cfg_get_bool(&b->cr, g, "dnssec", &t->dnssec) == -1 ||
+        cfg_get_bool(&b->cr, g, "dane", &t->dane) == -1 || parse_rate(b, g, "rate", &t->rate) == -1)
         return -1;
     n = t->max_streams;
-    if (get_uint(b, g, "max_streams", 100000, &n) == -1)
+    if (cfg_get_int(&b->cr, g, "max_streams", 0, 100000, &n) == -1)
         return -1;
     t->max_streams = (unsigned)n;
     return 0;
@@ -321,23 +190,22 @@ static struct policy_list *
 list_get(struct pbuild *b, const config_setting_t *s, const char *name, unsigned flags)
 {
     struct policy_list *pl;
-    char path[PATH_MAX * 2], lerr[768];
+    char *path = cfg_path_resolve(&b->cr, name), lerr[768];
 
-    if (name[0] == '/')
-        snprintf(path, sizeof(path), "%s", name);
-    else
-        snprintf(path, sizeof(path), "%s/%s", b->dir, name);
     for (pl = b->p->lists; pl != NULL; pl = pl->next)
-        if (strcmp(pl->path, path) == 0 && pl->flags == flags)
+        if (strcmp(pl->path, path) == 0 && pl->flags == flags) {
+            free(path);
             return pl;
+        }
     if ((pl = calloc(1, sizeof(*pl))) == NULL)
         fatal("calloc");
     if ((pl->file = domainlist_file_open(path, flags, lerr, sizeof(lerr))) == NULL) {
         free(pl);
-        perr(b, s, "%s", lerr);
+        free(path);
+        cfg_error(&b->cr, s, "%s", lerr);
         return NULL;
     }
-    pl->path = xstrdup(path);
+    pl->path = path;
     pl->flags = flags;
     pl->index = b->p->nlists++;
     pl->next = b->p->lists;
@@ -358,7 +226,7 @@ add_pattern(struct pbuild *b, const config_setting_t *s, const char *v, void *ar
     const char *bad;
 
     if ((bad = domainlist_normalize(v, true, norm, sizeof(norm), why, sizeof(why))) != NULL)
-        return perr(b, s, "\"%s\" is not a domain pattern: %s", v, bad);
+        return cfg_error(&b->cr, s, "\"%s\" is not a domain pattern: %s", v, bad);
     domainlist_add(pa->dl, norm, pa->value);
     return 0;
 }
@@ -372,10 +240,11 @@ load_domain(struct pbuild *b, const config_setting_t *g, size_t idx)
     bool subdomains = false;
 
     if (!config_setting_is_group(g))
-        return perr(b, g, "expected a group { match = ...; federate = ...; }");
-    if (check_keys(b, g, domain_keys) == -1 || get_string(b, g, "name", &name, &s_name) == -1 ||
-        get_string(b, g, "list", &list, &s_list) == -1 ||
-        get_bool(b, g, "subdomains", &subdomains) == -1)
+        return cfg_error(&b->cr, g, "expected a group { match = ...; federate = ...; }");
+    if (cfg_check_keys(&b->cr, g, domain_keys) == -1 ||
+        cfg_get_string(&b->cr, g, "name", &name, &s_name) == -1 ||
+        cfg_get_string(&b->cr, g, "list", &list, &s_list) == -1 ||
+        cfg_get_bool(&b->cr, g, "subdomains", &subdomains) == -1)
         return -1;
     origin_set(b, g, name, "domains", &e->at);
     e->terms = b->p->deflt.terms; /* what the entry does not say, the defaults say */
@@ -383,7 +252,8 @@ load_domain(struct pbuild *b, const config_setting_t *g, size_t idx)
         return -1;
     s_match = config_setting_get_member(g, "match");
     if (s_match == NULL && s_list == NULL)
-        return perr(b, g, "give \"match\" (domain patterns), \"list\" (a list file) or both");
+        return cfg_error(&b->cr, g,
+                         "give \"match\" (domain patterns), \"list\" (a list file) or both");
     if (s_match != NULL) {
         struct pattern_arg pa = {b->p->patterns, (uint32_t)idx};
 
@@ -391,7 +261,8 @@ load_domain(struct pbuild *b, const config_setting_t *g, size_t idx)
             return -1;
     }
     if (subdomains && s_list == NULL)
-        return perr(b, config_setting_get_member(g, "subdomains"), "only used with \"list\"");
+        return cfg_error(&b->cr, config_setting_get_member(g, "subdomains"),
+                         "only used with \"list\"");
     if (s_list != NULL) {
         if ((e->list = list_get(b, s_list, list, subdomains ? DOMAINLIST_SUBTREE : 0)) == NULL)
             return -1;
@@ -410,7 +281,7 @@ load_domains(struct pbuild *b, const config_setting_t *section)
     if (list == NULL)
         return 0;
     if (!config_setting_is_list(list))
-        return perr(b, list, "expected a list of entries ( { match = ...; ... }, ... )");
+        return cfg_error(&b->cr, list, "expected a list of entries ( { match = ...; ... }, ... )");
     if ((n = config_setting_length(list)) == 0)
         return 0;
     if ((p->domains = calloc((size_t)n, sizeof(*p->domains))) == NULL ||
@@ -438,7 +309,7 @@ add_kind(struct pbuild *b, const config_setting_t *s, const char *v, void *arg)
     else if (strcmp(v, "iq") == 0)
         r->kinds |= POLICY_KIND_IQ;
     else
-        return perr(b, s, "expected \"message\", \"presence\" or \"iq\", got \"%s\"", v);
+        return cfg_error(&b->cr, s, "expected \"message\", \"presence\" or \"iq\", got \"%s\"", v);
     return 0;
 }
 
@@ -453,7 +324,7 @@ add_string(struct pbuild *b, const config_setting_t *s, const char *v, void *arg
     struct strv_arg *sa = arg;
 
     if (*v == '\0')
-        return perr(b, s, "empty string");
+        return cfg_error(&b->cr, s, "empty string");
     if ((*sa->v = realloc(*sa->v, (*sa->n + 1) * sizeof(**sa->v))) == NULL)
         fatal("realloc");
     (*sa->v)[(*sa->n)++] = xstrdup(v);
@@ -467,7 +338,7 @@ add_rule_pattern(struct pbuild *b, const config_setting_t *s, const char *v, voi
     const char *bad;
 
     if ((bad = domainlist_normalize(v, true, norm, sizeof(norm), why, sizeof(why))) != NULL)
-        return perr(b, s, "\"%s\" is not a domain pattern: %s", v, bad);
+        return cfg_error(&b->cr, s, "\"%s\" is not a domain pattern: %s", v, bad);
     return add_string(b, s, norm, arg);
 }
 
@@ -489,12 +360,12 @@ rule_action(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
     const char *action = NULL, *cond = NULL, *type = NULL;
     int c, t;
 
-    if (get_string(b, g, "action", &action, &s_action) == -1 ||
-        get_string(b, g, "condition", &cond, &s_cond) == -1 ||
-        get_string(b, g, "error_type", &type, &s_type) == -1)
+    if (cfg_get_string(&b->cr, g, "action", &action, &s_action) == -1 ||
+        cfg_get_string(&b->cr, g, "condition", &cond, &s_cond) == -1 ||
+        cfg_get_string(&b->cr, g, "error_type", &type, &s_type) == -1)
         return -1;
     if (s_action == NULL)
-        return perr(b, g, "missing \"action\" (pass, bounce, drop or log)");
+        return cfg_error(&b->cr, g, "missing \"action\" (pass, bounce, drop or log)");
     if (strcmp(action, "pass") == 0)
         r->action = POLICY_PASS;
     else if (strcmp(action, "bounce") == 0)
@@ -504,21 +375,23 @@ rule_action(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
     else if (strcmp(action, "log") == 0)
         r->action = POLICY_LOG;
     else
-        return perr(b, s_action, "expected \"pass\", \"bounce\", \"drop\" or \"log\", got \"%s\"",
-                    action);
+        return cfg_error(&b->cr, s_action,
+                         "expected \"pass\", \"bounce\", \"drop\" or \"log\", got \"%s\"", action);
     if ((s_cond != NULL || s_type != NULL) && r->action != POLICY_BOUNCE)
-        return perr(b, s_cond != NULL ? s_cond : s_type, "only used with action \"bounce\"");
+        return cfg_error(&b->cr, s_cond != NULL ? s_cond : s_type,
+                         "only used with action \"bounce\"");
     r->condition = XMPP_STANZA_ERR_POLICY_VIOLATION;
     if (s_cond != NULL) {
         if ((c = xmpp_stanza_error_parse(cond)) == -1)
-            return perr(b, s_cond, "\"%s\" is not an RFC 6120 stanza error condition", cond);
+            return cfg_error(&b->cr, s_cond, "\"%s\" is not an RFC 6120 stanza error condition",
+                             cond);
         r->condition = (enum xmpp_stanza_error)c;
     }
     r->error_type = xmpp_stanza_error_default_type(r->condition);
     if (s_type != NULL) {
         if ((t = xmpp_error_type_parse(type)) == -1)
-            return perr(b, s_type,
-                        "expected \"auth\", \"cancel\", \"continue\", \"modify\" or \"wait\"");
+            return cfg_error(&b->cr, s_type,
+                             "expected \"auth\", \"cancel\", \"continue\", \"modify\" or \"wait\"");
         r->error_type = (enum xmpp_error_type)t;
     }
     return 0;
@@ -530,7 +403,7 @@ rule_direction(struct pbuild *b, const config_setting_t *g, struct policy_rule *
     const config_setting_t *s;
     const char *v = NULL;
 
-    if (get_string(b, g, "direction", &v, &s) == -1 || s == NULL)
+    if (cfg_get_string(&b->cr, g, "direction", &v, &s) == -1 || s == NULL)
         return s == NULL ? 0 : -1;
     if (strcmp(v, "in") == 0)
         r->dirs = POLICY_IN;
@@ -539,7 +412,7 @@ rule_direction(struct pbuild *b, const config_setting_t *g, struct policy_rule *
     else if (strcmp(v, "any") == 0)
         r->dirs = 0;
     else
-        return perr(b, s, "expected \"in\", \"out\" or \"any\", got \"%s\"", v);
+        return cfg_error(&b->cr, s, "expected \"in\", \"out\" or \"any\", got \"%s\"", v);
     return 0;
 }
 
@@ -549,16 +422,17 @@ load_rule(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
     const config_setting_t *s, *s_list, *s_name, *s_text;
     const char *name = NULL, *list = NULL, *text = NULL;
     struct strv_arg types = {&r->types, &r->ntypes}, nss = {&r->ns, &r->nns};
-    unsigned long long size = 0;
+    long long size = 0;
 
     if (!config_setting_is_group(g))
-        return perr(b, g, "expected a group { kind = ...; action = ...; }");
-    if (check_keys(b, g, rule_keys) == -1 || get_string(b, g, "name", &name, &s_name) == -1)
+        return cfg_error(&b->cr, g, "expected a group { kind = ...; action = ...; }");
+    if (cfg_check_keys(&b->cr, g, rule_keys) == -1 ||
+        cfg_get_string(&b->cr, g, "name", &name, &s_name) == -1)
         return -1;
     origin_set(b, g, name, "stanzas", &r->at);
     if (rule_direction(b, g, r) == -1 || rule_domains(b, g, "local", &r->local, &r->nlocal) == -1 ||
         rule_domains(b, g, "remote", &r->remote, &r->nremote) == -1 ||
-        get_string(b, g, "remote_list", &list, &s_list) == -1)
+        cfg_get_string(&b->cr, g, "remote_list", &list, &s_list) == -1)
         return -1;
     if (s_list != NULL && (r->remote_list = list_get(b, s_list, list, 0)) == NULL)
         return -1;
@@ -571,7 +445,7 @@ load_rule(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
         each_string(b, s, add_string, &nss) == -1)
         return -1;
     if (config_setting_get_member(g, "larger_than") != NULL) {
-        if (get_uint(b, g, "larger_than", 1LL << 40, &size) == -1)
+        if (cfg_get_int(&b->cr, g, "larger_than", 0, 1LL << 40, &size) == -1)
             return -1;
         r->has_larger_than = true;
         r->larger_than = (size_t)size;
@@ -580,10 +454,10 @@ load_rule(struct pbuild *b, const config_setting_t *g, struct policy_rule *r)
         return -1;
     if (ratelimit_spec_active(&r->limit))
         r->limit_table = ratelimit_table_new(RULE_LIMIT_ENTRIES);
-    if (rule_action(b, g, r) == -1 || get_string(b, g, "text", &text, &s_text) == -1)
+    if (rule_action(b, g, r) == -1 || cfg_get_string(&b->cr, g, "text", &text, &s_text) == -1)
         return -1;
     if (s_text != NULL && r->action != POLICY_BOUNCE)
-        return perr(b, s_text, "only used with action \"bounce\"");
+        return cfg_error(&b->cr, s_text, "only used with action \"bounce\"");
     if (text != NULL && *text != '\0')
         r->text = xstrdup(text);
     return 0;
@@ -599,7 +473,8 @@ load_rules(struct pbuild *b, const config_setting_t *section)
     if (list == NULL)
         return 0;
     if (!config_setting_is_list(list))
-        return perr(b, list, "expected a list of rules ( { kind = ...; action = ...; }, ... )");
+        return cfg_error(&b->cr, list,
+                         "expected a list of rules ( { kind = ...; action = ...; }, ... )");
     if ((n = config_setting_length(list)) == 0)
         return 0;
     if ((p->rules = calloc((size_t)n, sizeof(*p->rules))) == NULL)
@@ -618,25 +493,28 @@ static int
 load_section(struct pbuild *b, const config_setting_t *section)
 {
     struct policy *p = b->p;
-    unsigned long long conns = 0;
+    long long conns = 0;
     const config_setting_t *root = section;
 
     while (config_setting_parent(root) != NULL)
         root = config_setting_parent(root);
-    b->mainfile = config_setting_source_file(root);
-    if (b->mainfile == NULL)
-        b->mainfile = config_setting_source_file(section);
+    b->cr.mainfile = config_setting_source_file(root);
+    if (b->cr.mainfile == NULL)
+        b->cr.mainfile = config_setting_source_file(section);
+    if (b->cr.mainfile == NULL)
+        b->cr.mainfile = "(policy)";
     if (!config_setting_is_group(section))
-        return perr(b, section, "expected a group { ... }");
+        return cfg_error(&b->cr, section, "expected a group { ... }");
     free(p->deflt.at.name);
     free(p->deflt.at.file);
     origin_set(b, section, "default", "default", &p->deflt.at);
     p->list_check_interval = 10;
-    if (check_keys(b, section, policy_keys) == -1 ||
+    if (cfg_check_keys(&b->cr, section, policy_keys) == -1 ||
         parse_terms(b, section, &p->deflt.terms) == -1 ||
         parse_rate(b, section, "address_rate", &p->address_rate) == -1 ||
-        get_uint(b, section, "max_connections_per_address", 100000, &conns) == -1 ||
-        get_number(b, section, "list_check_interval", 0, 86400, &p->list_check_interval) == -1)
+        cfg_get_int(&b->cr, section, "max_connections_per_address", 0, 100000, &conns) == -1 ||
+        cfg_get_number(&b->cr, section, "list_check_interval", 0, 86400, NULL,
+                       &p->list_check_interval) == -1)
         return -1;
     p->max_conns_per_address = (unsigned)conns;
     if (load_domains(b, section) == -1 || load_rules(b, section) == -1)
@@ -647,7 +525,7 @@ load_section(struct pbuild *b, const config_setting_t *section)
 struct policy *
 policy_conf_load(const config_setting_t *section, const char *conf_dir, char *err, size_t errlen)
 {
-    struct pbuild b = {.dir = conf_dir, .err = err, .errlen = errlen};
+    struct pbuild b = {.cr = {.dir = conf_dir, .showdir = conf_dir, .err = err, .errlen = errlen}};
 
     b.p = policy_alloc();
     if (section != NULL && load_section(&b, section) == -1) {

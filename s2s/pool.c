@@ -210,6 +210,7 @@ bounce(struct pool *p, struct stanza *st, enum xmpp_stanza_error cond, const cha
     } else {
         /* An error, a result, or no 'from': never bounced (RFC 6120 §8.3.1). */
         s2s_stats.out_dropped++;
+        s2s_stats.dropped_by[S2S_DROP_UNBOUNCEABLE]++;
     }
     stanza_free(st);
 }
@@ -492,6 +493,7 @@ route_admitted(struct route *r, bool close_out)
     policy_decision_format(&d, line, sizeof(line));
     log_info("pool: route local=%s remote=%s refused: %s", r->local, r->remote, line);
     s2s_stats.policy_refused++;
+    s2s_policy_refusal("stream", false, r->local, r->remote, NULL, r->qn, &d);
     route_fail_ex(r, d.stanza_error, d.text, close_out);
     return false;
 }
@@ -873,6 +875,7 @@ route_start(struct route *r)
         policy_decision_format(&d, line, sizeof(line));
         log_info("pool: route local=%s remote=%s not created: %s", r->local, r->remote, line);
         s2s_stats.policy_bounced += r->qn;
+        s2s_policy_refusal("route", false, r->local, r->remote, NULL, r->qn, &d);
         route_fail(r, d.stanza_error, d.text);
         return;
     }

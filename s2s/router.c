@@ -139,6 +139,7 @@ router_bounce_to_remote(struct router *r, struct stanza *st, enum xmpp_stanza_er
     stanza_free(st);
     if (b == NULL) {
         s2s_stats.out_dropped++;
+        s2s_stats.dropped_by[S2S_DROP_UNBOUNCEABLE]++;
         return;
     }
     if (peerauth_jid_domain(stanza_attr(b, "from"), from, sizeof(from)) == -1 ||
@@ -185,6 +186,8 @@ stanza_allowed(struct router *r, struct stanza *st, enum policy_dir dir, const c
     case POLICY_DROP:
         /* policy.c logged it; counted here (DESIGN invariant 1) */
         s2s_stats.policy_dropped++;
+        s2s_stats.dropped_by[S2S_DROP_POLICY]++;
+        s2s_policy_refusal("stanza", dir == POLICY_IN, local, remote, NULL, 1, &d);
         if (dir == POLICY_IN)
             s2s_stats.in_dropped++;
         else
@@ -198,6 +201,7 @@ stanza_allowed(struct router *r, struct stanza *st, enum policy_dir dir, const c
     log_info("router: stanza %s local=%s remote=%s bounced: %s", dir == POLICY_IN ? "in" : "out",
              local, remote, line);
     s2s_stats.policy_bounced++;
+    s2s_policy_refusal("stanza", dir == POLICY_IN, local, remote, NULL, 1, &d);
     if (dir == POLICY_IN) {
         s2s_stats.in_bounced++;
         router_bounce_to_remote(r, st, d.stanza_error, d.text);
@@ -209,6 +213,7 @@ stanza_allowed(struct router *r, struct stanza *st, enum policy_dir dir, const c
         stanza_free(st);
         if (b == NULL) {
             s2s_stats.out_dropped++;
+            s2s_stats.dropped_by[S2S_DROP_UNBOUNCEABLE]++;
             return false;
         }
         s2s_stats.out_bounced++;
@@ -432,6 +437,7 @@ router_outbound(struct router *r, struct stanza *st)
         peerauth_jid_domain(stanza_attr(st, "to"), to, sizeof(to)) == -1) {
         log_info("router: outbound stanza without from/to: dropped");
         s2s_stats.out_dropped++;
+        s2s_stats.dropped_by[S2S_DROP_NO_ADDRESS]++;
         stanza_free(st);
         return;
     }
@@ -457,6 +463,7 @@ pool_bounce_take(struct stanza *st, void *arg)
             sink = sink_find(r, d[0] == '.' ? d + 1 : d);
     if (sink == NULL || sink->send(sink->ctx, st) == -1) {
         s2s_stats.out_dropped++;
+        s2s_stats.dropped_by[S2S_DROP_NO_LOCAL_LINK]++;
         stanza_free(st);
     }
 }
@@ -542,6 +549,7 @@ in_verify(struct in_session *s, const char *local, const char *remote, const cha
         log_info("router: dialback local=%s remote=%s peer=%s refused: %s", local, remote,
                  is->address, d.text);
         s2s_stats.policy_refused++;
+        s2s_policy_refusal("stream", true, local, remote, is->address, 0, &d);
         in_dialback_verdict(s, local, remote, DIALBACK_TYPE_ERROR, d.dialback_error);
         return;
     }
@@ -592,6 +600,23 @@ pair_allowed(const struct router *r, const char *local, const char *remote, cons
     return policy_check_stream(policy_facts_policy(r->conf->policy), &f, d) != POLICY_REFUSE;
 }
 
+/* For the event log and the per-rule counters: the domains entry that set max_streams. */
+static void
+max_streams_refusal(const struct router *r, const char *local, const char *remote,
+                    const char *address, unsigned max)
+{
+    struct policy_decision d = {.verdict = POLICY_REFUSE, .term = "max_streams"};
+    struct policy_rule_info entry;
+
+    policy_terms(policy_facts_policy(r->conf->policy), remote, &entry);
+    d.rule = entry.name;
+    d.file = entry.file;
+    d.line = entry.line;
+    d.stream_error = XMPP_STREAM_ERR_POLICY_VIOLATION;
+    snprintf(d.text, sizeof(d.text), "%u streams already from %s", max, remote);
+    s2s_policy_refusal("stream", true, local, remote, address, 0, &d);
+}
+
 /* in.c asks before a pair is authenticated: the policy decides, the session acts. */
 static bool
 in_admit(struct in_session *s, const char *local, const char *remote, const struct peerauth *pa,
@@ -609,6 +634,7 @@ in_admit(struct in_session *s, const char *local, const char *remote, const stru
         log_info("router: inbound local=%s remote=%s peer=%s refused: %s", local, remote,
                  is->address, line);
         s2s_stats.policy_refused++;
+        s2s_policy_refusal("stream", true, local, remote, is->address, 0, &d);
         why->stream_error = (int)d.stream_error;
         why->dialback_error = d.dialback_error;
         snprintf(why->text, sizeof(why->text), "%s", d.text);
@@ -620,6 +646,7 @@ in_admit(struct in_session *s, const char *local, const char *remote, const stru
                  "(policy max_streams)",
                  local, remote, is->address, t->max_streams);
         s2s_stats.policy_refused++;
+        max_streams_refusal(r, local, remote, is->address, t->max_streams);
         why->stream_error = XMPP_STREAM_ERR_POLICY_VIOLATION;
         why->dialback_error = DIALBACK_ERR_RESOURCE_CONSTRAINT;
         snprintf(why->text, sizeof(why->text), "too many streams from %s", remote);
@@ -811,6 +838,7 @@ recheck_streams(struct router *r)
                 continue;
             policy_decision_format(&d, line, sizeof(line));
             s2s_stats.policy_refused++;
+            s2s_policy_refusal("stream", true, ip->local, ip->remote, is->address, 0, &d);
             if (close_it || in_pair_refuse(is->s, ip->local, ip->remote, d.dialback_error) == -1) {
                 log_info("router: reload: inbound stream peer=%s local=%s remote=%s closed: %s",
                          is->address, ip->local, ip->remote, line);

@@ -9,6 +9,7 @@
 
 #include "s2s/conn.h"
 #include "s2s/log.h"
+#include "s2s/policy.h"
 
 #define MAX_HOOKS 4
 
@@ -147,4 +148,63 @@ s2s_stream_find(const char *id)
             return st;
     }
     return NULL;
+}
+
+/* --- drops and policy refusals --------------------------------------------------------- */
+
+const char *
+s2s_drop_reason_name(enum s2s_drop_reason r)
+{
+    static const char *const names[S2S_DROP_COUNT] = {
+        [S2S_DROP_POLICY] = "policy",
+        [S2S_DROP_UNBOUNCEABLE] = "unbounceable",
+        [S2S_DROP_NO_ADDRESS] = "no-address",
+        [S2S_DROP_NO_LOCAL_LINK] = "no-local-link",
+    };
+
+    return (unsigned)r < S2S_DROP_COUNT ? names[r] : "?";
+}
+
+s2s_policy_hook_fn s2s_policy_hook;
+const char *const s2s_policy_whats[S2S_POLICY_WHATS] = {"stream", "route", "stanza"};
+static struct s2s_policy_count policy_counts[S2S_POLICY_RULES];
+static size_t npolicy_counts;
+
+/* The row of rule; the last free row is kept for "other". */
+static struct s2s_policy_count *
+policy_count_row(const char *rule)
+{
+    if (rule == NULL)
+        rule = "default";
+    for (;;) {
+        for (size_t i = 0; i < npolicy_counts; i++)
+            if (strcmp(policy_counts[i].rule, rule) == 0)
+                return &policy_counts[i];
+        if (npolicy_counts < S2S_POLICY_RULES - 1 || strcmp(rule, "other") == 0)
+            break;
+        rule = "other";
+    }
+    snprintf(policy_counts[npolicy_counts].rule, sizeof(policy_counts[0].rule), "%s", rule);
+    return &policy_counts[npolicy_counts++];
+}
+
+void
+s2s_policy_refusal(const char *what, bool inbound, const char *local, const char *remote,
+                   const char *peer, size_t count, const struct policy_decision *d)
+{
+    struct s2s_policy_event ev = {what, inbound, local, remote, peer, count, d};
+    struct s2s_policy_count *row = policy_count_row(d->rule);
+
+    for (size_t i = 0; i < S2S_POLICY_WHATS; i++)
+        if (strcmp(s2s_policy_whats[i], what) == 0)
+            row->by_what[i]++;
+    if (s2s_policy_hook != NULL)
+        s2s_policy_hook(&ev);
+}
+
+const struct s2s_policy_count *
+s2s_policy_counts(size_t *n)
+{
+    *n = npolicy_counts;
+    return policy_counts;
 }

@@ -38,6 +38,17 @@ double s2s_now(void);
 /* The same clock, coarse (a few ms): for per-stanza time stamps. */
 double s2s_now_coarse(void);
 
+/* Why a stanza was dropped (neither delivered nor bounced): s2s_stats.dropped_by. */
+enum s2s_drop_reason {
+    S2S_DROP_POLICY,        /* a policy rule said drop (or bounce, for an error stanza) */
+    S2S_DROP_UNBOUNCEABLE,  /* an error or result, or no 'from': never bounced (RFC 6120 §8.3.1) */
+    S2S_DROP_NO_ADDRESS,    /* from the local server without a usable from/to */
+    S2S_DROP_NO_LOCAL_LINK, /* a bounce for a local sender found no local link to take it */
+    S2S_DROP_COUNT,
+};
+/* "policy", "unbounceable", "no-address", "no-local-link" */
+const char *s2s_drop_reason_name(enum s2s_drop_reason r);
+
 struct s2s_stats {
     uint64_t in_accepted;  /* checked inbound stanzas handed on */
     uint64_t in_rejected;  /* inbound elements refused with a stream error */
@@ -46,7 +57,8 @@ struct s2s_stats {
     uint64_t out_bounced;
     uint64_t out_dropped; /* errors that could not be bounced (never bounced twice) */
     uint64_t bounced_by[XMPP_STANZA_ERR_COUNT];
-    uint64_t in_streams, out_streams; /* streams opened */
+    uint64_t dropped_by[S2S_DROP_COUNT]; /* both directions: sums to in_ + out_dropped */
+    uint64_t in_streams, out_streams;    /* streams opened */
     uint64_t auth_sasl, auth_dialback, auth_failed;
     /* Policy (s2s/policy.h), counted by the router and the pool. Inbound: in_accepted =
      * handed to the local link + in_bounced + in_dropped. Outbound policy bounces and
@@ -124,5 +136,37 @@ struct s2s_stream *s2s_stream_find(const char *id);
 typedef void (*s2s_bounce_hook_fn)(const char *local, const char *remote, size_t count,
                                    enum xmpp_stanza_error cond, const char *why);
 extern s2s_bounce_hook_fn s2s_bounce_hook;
+
+/*
+ * A policy refusal, for the event log and the per-rule counters. what: "stream" (a
+ * stream or a domain pair on it refused), "route" (an outbound route not created: its
+ * queue bounced, count stanzas), "stanza" (a stanza bounced or dropped by a rule). d names
+ * the rule, term and text. peer: the remote address, or NULL.
+ */
+struct policy_decision;
+struct s2s_policy_event {
+    const char *what;
+    bool inbound;
+    const char *local, *remote, *peer;
+    size_t count;
+    const struct policy_decision *d;
+};
+typedef void (*s2s_policy_hook_fn)(const struct s2s_policy_event *ev);
+extern s2s_policy_hook_fn s2s_policy_hook;
+/* Counts ev by rule and what, then calls the hook. */
+void s2s_policy_refusal(const char *what, bool inbound, const char *local, const char *remote,
+                        const char *peer, size_t count, const struct policy_decision *d);
+
+/* Refusals counted by (rule name, what): at most S2S_POLICY_RULES names since start,
+ * further ones under "other" (names come from the configuration, but reloads add). */
+#define S2S_POLICY_RULES 64
+#define S2S_POLICY_WHATS 3 /* stream, route, stanza */
+struct s2s_policy_count {
+    char rule[64];
+    uint64_t by_what[S2S_POLICY_WHATS];
+};
+extern const char *const s2s_policy_whats[S2S_POLICY_WHATS];
+/* The table; *n gets the number of used rows. */
+const struct s2s_policy_count *s2s_policy_counts(size_t *n);
 
 #endif

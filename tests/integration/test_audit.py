@@ -13,6 +13,10 @@ unsigned, insecurely delegated ``uns.test.``.  Prosody instances:
 - x.uns.test (127.0.0.6): in the unsigned zone: DNSSEC insecure, no DANE (TLSA unusable);
 - badtlsa.test (127.0.0.7): a TLSA record that matches nothing: DANE mismatch, T mark.
 
+- cn.test (127.0.0.11): a valid certificate and DANE, but its SRV target xmpp.cn.test is
+  a CNAME of the Prosody's host name host.cn.test (RFC 2782 forbids aliases): the audit
+  reaches it through the alias, reports the alias and grades A where it would be A+.
+
 DNS only: nosrv.test has an SRV "." target (service not available), gone.test points at
 a port nobody listens on (unreachable), nx.test does not exist.  And `openssl s_server`
 as a direct-TLS endpoint of old.test (127.0.0.8) accepting TLS 1.0 to 1.2, if the local
@@ -90,11 +94,18 @@ class World:
                               {"x.uns.test": leaf("x.uns.test")}, **common)
         self.bad = PR.Prosody(procs, scratch, "bad", "127.0.0.7",
                               {"badtlsa.test": leaf("badtlsa.test")}, **common)
-        self.servers = [self.a, self.exp, self.wrong, self.opt, self.uns, self.bad]
+        cn_leaf = leaf("cn.test")
+        self.cn = PR.Prosody(procs, scratch, "cn", "127.0.0.11", {"cn.test": cn_leaf}, **common)
+        self.servers = [self.a, self.exp, self.wrong, self.opt, self.uns, self.bad, self.cn]
         for s in self.servers:
-            s.publish(k, tlsa=s is not self.bad and s is not self.exp)
+            if s is not self.cn:
+                s.publish(k, tlsa=s is not self.bad and s is not self.exp)
         k.tlsa("badtlsa.test", self.bad.s2s_port, "00" * 32)
         k.record("_xmpp-server._tcp.nosrv.test", "SRV", "0 0 0 .")
+        k.srv("cn.test", "xmpp.cn.test", self.cn.s2s_port)
+        k.record("xmpp.cn.test", "CNAME", "host.cn.test.")
+        k.a("host.cn.test", "127.0.0.11")
+        k.tlsa("xmpp.cn.test", self.cn.s2s_port, cn_leaf.tlsa_311())
         k.a("gone.test", "127.0.0.9")
         k.srv("gone.test", "gone.test", P.free_port("127.0.0.9"))
 
@@ -275,6 +286,33 @@ def case_tlsa_mismatch(w, r):
     ok("DANE finding", any("DANE" in f and "matches" in f for f in findings_of(d)))
 
 
+def case_alias_target(w, r):
+    d, _, _ = w.audit("cn.test")
+    eq("targets", [(t["host"], t["cname"]) for t in d["dns"]["targets"]],
+       [("xmpp.cn.test", "host.cn.test")])
+    eq("target addresses", d["dns"]["targets"][0]["addresses"], 1)
+    eq("endpoints", len(d["endpoints"]), 1)
+    e = d["endpoints"][0]
+    eq("endpoint host", e["host"], "xmpp.cn.test")
+    eq("endpoint cname", e["cname"], "host.cn.test")
+    eq("endpoint address", e["address"], "127.0.0.11")
+    eq("address dnssec", e["address_dnssec"], "secure")
+    eq("certificate", e["certificate"]["dns_names"], ["cn.test"])
+    eq("DANE", e["dane"]["state"], "match")
+    alias = [f for f in d["findings"] if "is an alias (CNAME) of host.cn.test" in f["what"]]
+    eq("one alias finding", len(alias), 1)
+    eq("alias finding cap", alias[0]["cap"], "A")
+    eq("alias finding is the domain's", alias[0]["endpoint"], None)
+    eq("grade: A+ but for the alias", d["grade"], "A")
+    eq("the alias is the only thing short of A+", [f for f in d["findings"] if f["cap"]], alias)
+    a, _, _ = w.audit("-4", "a.test")
+    ok("a.test targets are not aliases", all(t["cname"] is None for t in a["dns"]["targets"]))
+    res = subprocess.run([PROXY, "audit", "-c", w.conf, "--timeout", "3", "cn.test"],
+                         capture_output=True, text=True, timeout=60)
+    ok("text names the alias", "target xmpp.cn.test port " in res.stdout
+       and "alias (CNAME) of host.cn.test (RFC 2782: MUST NOT be an alias)" in res.stdout)
+
+
 def case_no_service(w, r):
     d, _, _ = w.audit("nosrv.test", expect_rc=1)
     eq("service available", d["dns"]["service_available"], False)
@@ -364,6 +402,7 @@ def main():
                          ("TLS not required: capped at C", case_not_required),
                          ("unsigned zone: insecure, no DANE", case_unsigned),
                          ("TLSA mismatch: DANE failure", case_tlsa_mismatch),
+                         ("SRV target is a CNAME: reported (RFC 2782)", case_alias_target),
                          ("SRV '.': service not available", case_no_service),
                          ("no server / no domain: unreachable, exit 1", case_unreachable),
                          ("openssl s_server: old TLS versions", case_legacy),

@@ -17,7 +17,11 @@ the proxy's ``ctl``, ``metrics`` and ``eventlog`` sections switched on. Cases:
   running (and reloads fine once the file is repaired);
 - every event-log line is JSON with the documented fields;
 - a user other than the daemon's (``nobody``) cannot use the socket (mode 0600);
-- malformed commands get a clear error.
+- malformed commands get a clear error;
+- a policy that refuses spam.test by a stanza rule ("no-spam") and denied.test by a
+  domains entry ("denied"): after a message to each bounces not-allowed, ``ctl policy
+  --json`` shows the rule's hit and both refusals by rule, ``/metrics`` the same
+  decision counters, and the event log one ``policy_refusal`` line for each.
 """
 
 import json
@@ -53,7 +57,15 @@ EVENT_FIELDS = {
     "stream_closed": {"time", "event", "id", "direction", "peer", "pairs", "reason",
                       "duration", "stanzas_in", "stanzas_out", "bytes_in", "bytes_out"},
     "bounce_batch": {"time", "event", "local", "remote", "count", "condition", "reason"},
+    "policy_refusal": {"time", "event", "what", "action", "direction", "local", "remote",
+                       "rule", "file", "line", "count"},
 }
+POLICY = """policy = {
+  domains = ( { name = "denied"; match = "denied.test"; federate = "deny"; } );
+  stanzas = ( { name = "no-spam"; remote = "spam.test"; action = "bounce";
+                condition = "not-allowed"; } );
+};
+"""
 
 
 class OpsProxy(F.Proxy):
@@ -68,7 +80,7 @@ class OpsProxy(F.Proxy):
         self.extra = (f'ctl = {{ socket = "{self.sock}"; }};\n'
                       f'metrics = {{ listen = "127.0.0.1:{self.metrics_port}"; '
                       f'domains = [ "b.test" ]; top_domains = 5; }};\n'
-                      f'eventlog = {{ file = "{self.events}"; }};\n')
+                      f'eventlog = {{ file = "{self.events}"; }};\n' + POLICY)
         real_open = open
 
         def patched_open(path, mode="r", *a, **kw):  # append our sections to the file
@@ -256,7 +268,8 @@ def case_malformed(w):
         ans, rc = w.proxy.ctl_json(*args, check=False)
         assert rc == 1 and want in ans["error"], (args, ans)
     pol, rc = w.proxy.ctl_json("policy")
-    assert rc == 0 and pol["message"] == "no policy configured", pol
+    assert rc == 0 and pol["configured"] is True, pol
+    assert [x["name"] for x in pol["rules"]] == ["no-spam", "default"], pol
 
 
 def case_socket_refuses_nobody(w):
@@ -277,6 +290,67 @@ def case_totals(w):
     assert out["accepted"] == out["delivered"] == w.sent, (out, w.sent)
     assert out["bounced"] == out["dropped"] == 0, out
     assert sample(fams, "s2sproxy_stanzas", direction="out", outcome="delivered") == w.sent
+
+
+def bounce_condition(w, to):
+    """alice@a.test sends to ``to``: the error condition she gets back."""
+    async def scenario():
+        u = await w.user(w.a, "alice")
+        u.send_chat(to, "should bounce")
+        cond, _ = await u.expect_error(timeout=20)
+        await u.close()
+        return cond
+    return X.run(scenario(), timeout=40)
+
+
+def no_spam_hits(pol):
+    return [x["hits"] for x in pol["rules"] if x["name"] == "no-spam"][0]
+
+
+def refusals(pol, rule, kind):
+    rows = [x for x in pol["refusals"] if x["rule"] == rule]
+    return rows[0][kind] if rows else 0
+
+
+def case_policy_refusals(w, r):
+    """After this, outbound counts include the two bounces: run after case_totals."""
+    pol, _ = w.proxy.ctl_json("policy")
+    hits0, stanza0 = no_spam_hits(pol), refusals(pol, "no-spam", "stanza")
+    route0 = refusals(pol, "denied", "route")
+    cond = bounce_condition(w, "eve@spam.test")
+    assert cond == "not-allowed", cond
+    assert bounce_condition(w, "mallory@denied.test") == "not-allowed"
+    pol, _ = w.proxy.ctl_json("policy")
+    assert no_spam_hits(pol) == hits0 + 1, pol
+    assert refusals(pol, "no-spam", "stanza") == stanza0 + 1, pol
+    assert refusals(pol, "denied", "route") == route0 + 1, pol
+    text = w.proxy.ctl("policy").stdout
+    assert "no-spam" in text and "denied" in text, text
+    _, fams = w.proxy.metrics()
+    assert sample(fams, "s2sproxy_policy_rule_hits", rule="no-spam") == no_spam_hits(pol)
+    assert sample(fams, "s2sproxy_policy_refusals", rule="no-spam", kind="stanza") == \
+        refusals(pol, "no-spam", "stanza")
+    assert sample(fams, "s2sproxy_policy_refusals", rule="denied", kind="route") == \
+        refusals(pol, "denied", "route")
+    stats, _ = w.proxy.ctl_json("stats")
+    assert sample(fams, "s2sproxy_policy_actions", action="bounced") == \
+        stats["policy"]["bounced"] >= 2, stats
+    assert stats["outbound"]["bounced_by"].get("not-allowed", 0) >= 2, stats
+
+    def logged():
+        with open(w.proxy.events) as f:
+            evs = [json.loads(x) for x in f.read().splitlines()]
+        return [e for e in evs if e["event"] == "policy_refusal"]
+    P.wait_until(lambda: len(logged()) >= 2, 10, "policy_refusal events",
+                 procs=[w.proxy.proc])
+    evs = logged()
+    st = [e for e in evs if e["what"] == "stanza" and e["rule"] == "no-spam"]
+    rt = [e for e in evs if e["what"] == "route" and e["rule"] == "denied"]
+    assert len(st) == 1 and st[0]["count"] == 1 and st[0]["action"] == "bounce", evs
+    assert st[0]["remote"] == "spam.test" and st[0]["direction"] == "out", st
+    assert st[0]["file"].endswith("s2sproxy.conf") and st[0]["line"] > 0, st
+    assert len(rt) == 1 and rt[0]["remote"] == "denied.test" and rt[0]["term"] == "federate", rt
+    r.note(f"policy: {len(evs)} policy_refusal lines; no-spam hits {no_spam_hits(pol)}")
 
 
 def case_eventlog(w):
@@ -327,9 +401,10 @@ def main():
         r.case("ctl_malformed_commands", case_malformed, w)
         r.case("ctl_socket_refuses_nobody", case_socket_refuses_nobody, w)
         r.case("totals_equal_messages_sent", case_totals, w)
+        r.case("policy_refusal_counted_and_logged", case_policy_refusals, w, r)
         r.case("eventlog_lines_are_json", case_eventlog, w)
         if os.environ.get("S2S_SHOW"):  # examples for the README
-            for args in (["streams"], ["domains"], ["stats"]):
+            for args in (["streams"], ["domains"], ["stats"], ["policy"]):
                 print(w.proxy.ctl(*args).stdout)
             print(w.proxy.metrics()[0])
             with open(w.proxy.events) as f:

@@ -248,6 +248,29 @@ t_tls11_and_expired(struct audit_domain *d, struct audit_endpoint *ep)
     t_expired(d, ep);
 }
 
+/* The SRV target is an alias (RFC 2782 forbids it): both services point at it. */
+static void
+t_alias(struct audit_domain *d, struct audit_endpoint *ep)
+{
+    d->ntargets = 2;
+    for (size_t i = 0; i < 2; i++) {
+        struct audit_target *t = &d->targets[i];
+        snprintf(t->host, sizeof(t->host), "%s", ep->host);
+        snprintf(t->cname, sizeof(t->cname), "real.example.org");
+        t->port = i == 0 ? 5270 : 5269;
+        t->mode = i == 0 ? DNS_TLS_DIRECT : DNS_TLS_STARTTLS;
+        t->naddrs = 1;
+    }
+    snprintf(ep->cname, sizeof(ep->cname), "real.example.org");
+}
+
+static void
+t_alias_tls11(struct audit_domain *d, struct audit_endpoint *ep)
+{
+    t_alias(d, ep);
+    t_tls11(d, ep);
+}
+
 struct grade_case {
     const char *name;
     void (*tweak)(struct audit_domain *, struct audit_endpoint *);
@@ -280,6 +303,9 @@ static const struct grade_case cases[] = {
     {"unreachable", t_unreachable, AUDIT_GRADE_NONE, false, AUDIT_GRADE_NONE, "unreachable", ""},
     {"expires soon", t_expiring, AUDIT_GRADE_APLUS, false, AUDIT_GRADE_APLUS, "expires in 10", ""},
     {"main handshake only", t_only_main, AUDIT_GRADE_APLUS, false, AUDIT_GRADE_APLUS, NULL, NULL},
+    {"SRV target is an alias", t_alias, AUDIT_GRADE_A, false, AUDIT_GRADE_A,
+     "xmpp.example.org is an alias (CNAME) of real.example.org", "A"},
+    {"alias and TLS 1.1", t_alias_tls11, AUDIT_GRADE_B, false, AUDIT_GRADE_B, "is an alias", "A"},
     {"TLS 1.1 and expired", t_tls11_and_expired, AUDIT_GRADE_B, true, AUDIT_GRADE_T, "TLS 1.1",
      "B"},
 };
@@ -382,6 +408,42 @@ test_unreachable(void **state)
     free(d);
 }
 
+static size_t
+count_findings(const struct audit_domain *d, const char *what)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->nfindings; i++)
+        n += strstr(d->findings[i].what, what) != NULL;
+    return n;
+}
+
+/* One finding per alias name, for the domain; the fallback (no SRV) is not an SRV target. */
+static void
+t_alias_fallback(struct audit_domain *d, struct audit_endpoint *ep)
+{
+    t_alias(d, ep);
+    d->ntargets = 1;
+    d->fallback = true;
+}
+
+static void
+test_alias(void **state)
+{
+    struct audit_domain *d = domain_with(t_alias);
+
+    (void)state;
+    assert_int_equal(count_findings(d, "is an alias"), 1); /* two targets, one name */
+    for (size_t i = 0; i < d->nfindings; i++)
+        if (strstr(d->findings[i].what, "is an alias") != NULL)
+            assert_string_equal(d->findings[i].endpoint, "");
+    free(d);
+    d = domain_with(t_alias_fallback);
+    assert_int_equal(count_findings(d, "is an alias"), 0);
+    assert_int_equal(d->score.effective, AUDIT_GRADE_A); /* fallback: no A+ anyway */
+    free(d);
+}
+
 static void
 test_names_and_order(void **state)
 {
@@ -408,6 +470,7 @@ main(void)
         cmocka_unit_test(test_scores),
         cmocka_unit_test(test_weakest_endpoint),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_alias),
         cmocka_unit_test(test_names_and_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

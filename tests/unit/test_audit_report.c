@@ -31,6 +31,10 @@ sample_domain(bool reachable)
     d->srv_xmpp.status = DNS_OK;
     d->srv_xmpp.sec = DNS_SEC_SECURE;
     d->srv_xmpps.status = DNS_NODATA;
+    d->ntargets = 1;
+    snprintf(d->targets[0].host, sizeof(d->targets[0].host), "xmpp.example.org");
+    d->targets[0].port = 5269;
+    d->targets[0].naddrs = 1;
     d->nendpoints = 1;
     ep = &d->endpoints[0];
     snprintf(ep->host, sizeof(ep->host), "xmpp.example.org");
@@ -118,7 +122,13 @@ static const struct key_type domain_keys[] = {
 static const struct key_type dns_keys[] = {
     {"backend", JSON_STRING},         {"dnssec_validated", JSON_TRUE}, {"status", JSON_STRING},
     {"srv_xmpps", JSON_OBJECT},       {"srv_xmpp", JSON_OBJECT},       {"fallback", JSON_TRUE},
-    {"service_available", JSON_TRUE},
+    {"service_available", JSON_TRUE}, {"targets", JSON_ARRAY},
+};
+
+static const struct key_type target_keys[] = {
+    {"host", JSON_STRING},       {"port", JSON_INTEGER},
+    {"mode", JSON_STRING},       {"cname", JSON_STRING}, /* null unless the target is an alias */
+    {"addresses", JSON_INTEGER},
 };
 
 static const struct key_type endpoint_keys[] = {
@@ -213,6 +223,10 @@ test_json_schema(void **state)
     CHECK(json_object_get(doc, "score"), score_keys, "score");
     CHECK(json_object_get(doc, "dns"), dns_keys, "dns");
     assert_null(json_object_get(json_object_get(doc, "dns"), "note")); /* validated */
+    json_t *tg = json_array_get(json_object_get(json_object_get(doc, "dns"), "targets"), 0);
+    CHECK_OR_NULL(tg, target_keys, "dns.targets[0]");
+    assert_true(json_is_null(json_object_get(tg, "cname")));
+    assert_string_equal(json_string_value(json_object_get(tg, "host")), "xmpp.example.org");
     assert_int_equal(json_array_size(json_object_get(doc, "endpoints")), 1);
     ep = json_array_get(json_object_get(doc, "endpoints"), 0);
     CHECK(ep, endpoint_keys, "endpoint");
@@ -319,6 +333,45 @@ test_text_grade_first(void **state)
     free(d);
 }
 
+/* An SRV target that is an alias: the fact in dns.targets[] and the endpoint, a finding
+ * capped at A (no A+), and the text says it next to the target. */
+static void
+test_alias(void **state)
+{
+    struct audit_domain *d = sample_domain(true);
+    json_t *doc, *f = NULL;
+    char *text;
+
+    (void)state;
+    snprintf(d->targets[0].cname, sizeof(d->targets[0].cname), "real.example.org");
+    snprintf(d->endpoints[0].cname, sizeof(d->endpoints[0].cname), "real.example.org");
+    audit_grade_domain(d);
+    doc = audit_report_json(d);
+    assert_string_equal(json_string_value(json_object_get(doc, "grade")), "A");
+    json_t *tg = json_array_get(json_object_get(json_object_get(doc, "dns"), "targets"), 0);
+    CHECK(tg, target_keys, "dns.targets[0]");
+    assert_string_equal(json_string_value(json_object_get(tg, "cname")), "real.example.org");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(doc, "endpoints"), 0), "cname")),
+                        "real.example.org");
+    for (size_t i = 0; i < json_array_size(json_object_get(doc, "findings")); i++) {
+        json_t *x = json_array_get(json_object_get(doc, "findings"), i);
+        if (strstr(json_string_value(json_object_get(x, "what")), "alias") != NULL)
+            f = x;
+    }
+    assert_non_null(f);
+    assert_string_equal(json_string_value(json_object_get(f, "cap")), "A");
+    assert_true(json_is_null(json_object_get(f, "endpoint"))); /* the domain's */
+    json_decref(doc);
+    text = text_of(d);
+    assert_non_null(strstr(text, "SRV target xmpp.example.org is an alias (CNAME) of "
+                                 "real.example.org: RFC 2782 says it MUST NOT be [caps at A]"));
+    assert_non_null(strstr(text, "target xmpp.example.org port 5269 starttls: 1 address, alias "
+                                 "(CNAME) of real.example.org"));
+    free(text);
+    free(d);
+}
+
 int
 main(void)
 {
@@ -326,6 +379,7 @@ main(void)
         cmocka_unit_test(test_json_schema),
         cmocka_unit_test(test_json_unreachable),
         cmocka_unit_test(test_text_grade_first),
+        cmocka_unit_test(test_alias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,9 @@
 
 #include "s2s/ctl.h"
 #include "s2s/peerauth.h"
+#include "s2s/ping.h"
+#include "s2s/policy.h"
+#include "tests/unit/helpers/policytest.h"
 #include "s2s/stats.h"
 
 static char dir[64], sock[96];
@@ -208,8 +211,8 @@ test_malformed(void **state)
         json_t *ans = ctl_answer(&env, "policy");
 
         assert_null(error_of(ans));
-        assert_string_equal(json_string_value(json_object_get(ans, "message")),
-                            "no policy configured");
+        assert_false(json_is_true(json_object_get(ans, "configured")));
+        assert_int_equal(json_array_size(json_object_get(ans, "rules")), 0);
         json_decref(ans);
     }
 }
@@ -247,6 +250,74 @@ roundtrip(struct event_base *base, const char *req, size_t reqlen)
     buf[used] = '\0';
     assert_true(used > 0 && buf[used - 1] == '\n');
     return json_loads(buf, 0, NULL);
+}
+
+/* The rule hits of the running policy and the refusal counters by rule, as the engine
+ * counts them (s2s_policy_refusal), in "policy" and "stats". */
+static void
+test_policy_answer(void **state)
+{
+    char err[512];
+    struct policy *p = policytest_load_text(
+        dir, "p.conf",
+        "policy = { stanzas = ( { name = \"no-spam\"; remote = \"spam.example\"; action = "
+        "\"bounce\"; } ); };\n",
+        err, sizeof(err));
+    struct policy_stanza_facts f = {.dir = POLICY_IN,
+                                    .local = "a.example",
+                                    .remote = "spam.example",
+                                    .kind = POLICY_KIND_MESSAGE,
+                                    .type = "chat",
+                                    .size = 100};
+    struct policy_decision d;
+    struct ctl_env env = {0};
+    json_t *ans, *rule, *row;
+    uint64_t dropped_before = s2s_stats.dropped_by[S2S_DROP_UNBOUNCEABLE];
+    char path[160];
+
+    (void)state;
+    if (p == NULL)
+        fail_msg("%s", err);
+    env.policy = p;
+    assert_int_equal(policy_check_stanza(p, &f, &d), POLICY_BOUNCE);
+    assert_int_equal(policy_check_stanza(p, &f, &d), POLICY_BOUNCE);
+    s2s_policy_refusal("stanza", true, "a.example", "spam.example", NULL, 1, &d);
+    s2s_stats.policy_bounced++;
+    s2s_stats.dropped_by[S2S_DROP_UNBOUNCEABLE]++;
+    ping_counts.sent += 3;
+
+    ans = ctl_answer(&env, "policy");
+    assert_null(error_of(ans));
+    assert_true(json_is_true(json_object_get(ans, "configured")));
+    assert_int_equal(json_array_size(json_object_get(ans, "rules")), 2); /* + default */
+    rule = json_array_get(json_object_get(ans, "rules"), 0);
+    assert_string_equal(json_string_value(json_object_get(rule, "name")), "no-spam");
+    assert_int_equal(json_integer_value(json_object_get(rule, "hits")), 2);
+    assert_int_equal(json_integer_value(json_object_get(rule, "line")), 1);
+    snprintf(path, sizeof(path), "%s/p.conf", dir);
+    assert_non_null(strstr(json_string_value(json_object_get(rule, "file")), "p.conf"));
+    rule = json_array_get(json_object_get(ans, "rules"), 1);
+    assert_string_equal(json_string_value(json_object_get(rule, "name")), "default");
+    assert_int_equal(json_integer_value(json_object_get(rule, "hits")), 0);
+    row = json_array_get(json_object_get(ans, "refusals"), 0);
+    assert_string_equal(json_string_value(json_object_get(row, "rule")), "no-spam");
+    assert_int_equal(json_integer_value(json_object_get(row, "stanza")), 1);
+    assert_int_equal(json_integer_value(json_object_get(row, "stream")), 0);
+    assert_true(json_integer_value(json_object_get(json_object_get(ans, "counters"), "bounced")) >=
+                1);
+    json_decref(ans);
+
+    ans = ctl_answer(&env, "stats");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(ans, "dropped_by"), "unbounceable")),
+        (json_int_t)(dropped_before + 1));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(ans, "ping"), "sent")),
+                     (json_int_t)ping_counts.sent);
+    assert_non_null(json_object_get(json_object_get(ans, "inbound"), "bounced"));
+    assert_non_null(json_object_get(json_object_get(ans, "policy"), "refused"));
+    json_decref(ans);
+    policy_unref(p);
+    unlink(path);
 }
 
 static void
@@ -302,9 +373,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cert_status),
-        cmocka_unit_test(test_answers),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_cert_status), cmocka_unit_test(test_answers),
+        cmocka_unit_test(test_malformed),   cmocka_unit_test(test_policy_answer),
         cmocka_unit_test(test_socket),
     };
 

@@ -302,6 +302,7 @@ test_targets_secure(void **state)
     assert_int_equal(t->status, DNS_OK);
     assert_false(t->fallback);
     assert_int_equal(t->ntargets, 4);
+    assert_string_equal(t->targets[0].cname, ""); /* not an alias */
     /* Priority 5 (direct TLS) first, then the two of priority 10, then 20. */
     assert_string_equal(t->targets[0].host, "xmpp1.sec.test");
     assert_int_equal(t->targets[0].port, 5270);
@@ -331,6 +332,8 @@ test_targets_secure(void **state)
     json_t *j = dns_targets_json(t);
     assert_non_null(j);
     assert_int_equal(json_array_size(json_object_get(j, "targets")), 4);
+    assert_true(
+        json_is_null(json_object_get(json_array_get(json_object_get(j, "targets"), 0), "cname")));
     json_decref(j);
     dns_targets_free(t);
 }
@@ -363,6 +366,28 @@ test_targets_bogus(void **state)
         assert_int_equal(t->status, DNS_OK);
         assert_int_equal(t->ntargets, 4);
     }
+    dns_targets_free(t);
+}
+
+/* RFC 2782: an SRV target MUST NOT be an alias. We still follow it, and say it was one. */
+static void
+test_targets_cname(void **state)
+{
+    struct dns_targets *t;
+
+    (void)state;
+    t = targets("alias.sec.test", DNS_TARGETS_TLSA);
+    dns_targets_print(stderr, t);
+    assert_int_equal(t->status, DNS_OK);
+    assert_int_equal(t->ntargets, 1);
+    assert_string_equal(t->targets[0].host, "cn.sec.test");
+    assert_string_equal(t->targets[0].cname, "xmpp1.sec.test");
+    assert_int_equal(t->targets[0].naddrs, 2); /* xmpp1's AAAA and A */
+    assert_int_equal(t->targets[0].a.sec, expect_sec(DNS_SEC_SECURE));
+    json_t *j = dns_targets_json(t);
+    json_t *g = json_array_get(json_object_get(j, "targets"), 0);
+    assert_string_equal(json_string_value(json_object_get(g, "cname")), "xmpp1.sec.test");
+    json_decref(j);
     dns_targets_free(t);
 }
 
@@ -451,6 +476,7 @@ main(void)
         cmocka_unit_test(test_targets_secure),
         cmocka_unit_test(test_targets_insecure_no_tlsa),
         cmocka_unit_test(test_targets_bogus),
+        cmocka_unit_test(test_targets_cname),
         cmocka_unit_test(test_targets_dot_half_fallback),
         cmocka_unit_test(test_cache_counts_queries),
         cmocka_unit_test(test_timeout),

@@ -134,7 +134,29 @@ test_cname_chain(void **state)
     assert_int_equal(a.status, DNS_OK);
     assert_int_equal(a.n, 1);
     assert_int_equal(a.rr.addr[0].addr[3], 7);
-    assert_int_equal(a.ttl, 50); /* the chain's minimum */
+    assert_int_equal(a.ttl, 50);               /* the chain's minimum */
+    assert_string_equal(a.cname, "real.test"); /* the alias is exposed */
+    dns_answer_clear(&a);
+
+    /* Two links, the last one in upper case, ending in NODATA: cname is the chain's end. */
+    pkt_start(&p, 0, 2, 0, "a1.test", 28);
+    pkt_rr(&p, 5, 50, (unsigned int)pkt_name_len("a2.test"));
+    pkt_name(&p, "a2.test");
+    pkt_rr_named(&p, "a2.test", 5, 50, (unsigned int)pkt_name_len("End.Test"));
+    pkt_name(&p, "End.Test");
+    assert_int_equal(parse(&p, "a1.test", 28, &a), 0);
+    assert_int_equal(a.status, DNS_NODATA);
+    assert_string_equal(a.cname, "end.test");
+
+    /* A CNAME owned by another name is not on the chain: no alias. */
+    pkt_start(&p, 0, 2, 0, "plain.test", 1);
+    pkt_rr_named(&p, "other.test", 5, 50, (unsigned int)pkt_name_len("real.test"));
+    pkt_name(&p, "real.test");
+    pkt_rr(&p, 1, 300, 4);
+    pkt_u32(&p, 0x0a000001);
+    assert_int_equal(parse(&p, "plain.test", 1, &a), 0);
+    assert_int_equal(a.n, 1);
+    assert_string_equal(a.cname, "");
     dns_answer_clear(&a);
 }
 

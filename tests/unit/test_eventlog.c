@@ -16,9 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 
 #include "s2s/eventlog.h"
+#include "s2s/policy.h"
 #include "s2s/peerauth.h"
 #include "s2s/stats.h"
 
@@ -175,6 +177,77 @@ test_stream_events(void **state)
     json_decref(lines);
 }
 
+/*
+ * Policy refusals: a stream refusal is one line with every documented field; a flood of
+ * stanza refusals by one rule is one line at once, then the rest of its second summed in
+ * one line written by the timer.
+ */
+static void
+test_policy_refusals(void **state)
+{
+    static const char *const fields[] = {"time",   "event", "what", "action", "direction", "local",
+                                         "remote", "rule",  "file", "line",   "count",     NULL};
+    static const char *const stream_fields[] = {"peer", "term", "reason", NULL};
+    struct policy_decision d = {.verdict = POLICY_REFUSE,
+                                .term = "min_tls",
+                                .rule = "partners",
+                                .file = "/etc/s2sproxy/policy.conf",
+                                .line = 12};
+    struct event_base *base = event_base_new();
+    struct eventlog *el;
+    char err[256];
+    json_t *lines, *o;
+
+    (void)state;
+    unlink(path); /* the file of the tests before */
+    assert_non_null(base);
+    snprintf(d.text, sizeof(d.text), "TLS 1.2 is below 1.3");
+    assert_non_null(el = eventlog_new(path, false, err, sizeof(err)));
+    eventlog_set_base(el, base);
+    eventlog_install(el);
+    s2s_policy_refusal("stream", true, "a.example", "old.example", "192.0.2.9", 0, &d);
+    d.verdict = POLICY_DROP;
+    d.rule = "no-spam";
+    d.term = NULL;
+    d.line = 20;
+    for (int i = 0; i < 1000; i++)
+        s2s_policy_refusal("stanza", true, "a.example", i == 0 ? "spam.example" : "other.example",
+                           NULL, 1, &d);
+    lines = read_lines(path);
+    assert_int_equal(json_array_size(lines), 2); /* the stream, the first stanza */
+    json_decref(lines);
+    /* the timer writes the sum at the end of the second (bounded: one run) */
+    assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    lines = read_lines(path);
+    assert_int_equal(json_array_size(lines), 3);
+    o = json_array_get(lines, 0);
+    has_fields(o, fields);
+    has_fields(o, stream_fields);
+    assert_string_equal(json_string_value(json_object_get(o, "event")), "policy_refusal");
+    assert_string_equal(json_string_value(json_object_get(o, "what")), "stream");
+    assert_string_equal(json_string_value(json_object_get(o, "action")), "refuse");
+    assert_string_equal(json_string_value(json_object_get(o, "term")), "min_tls");
+    assert_string_equal(json_string_value(json_object_get(o, "rule")), "partners");
+    assert_int_equal(json_integer_value(json_object_get(o, "line")), 12);
+    assert_string_equal(json_string_value(json_object_get(o, "peer")), "192.0.2.9");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "TLS 1.2 is below 1.3");
+    o = json_array_get(lines, 1);
+    has_fields(o, fields);
+    assert_string_equal(json_string_value(json_object_get(o, "what")), "stanza");
+    assert_string_equal(json_string_value(json_object_get(o, "action")), "drop");
+    assert_string_equal(json_string_value(json_object_get(o, "rule")), "no-spam");
+    assert_string_equal(json_string_value(json_object_get(o, "remote")), "spam.example");
+    assert_int_equal(json_integer_value(json_object_get(o, "count")), 1);
+    o = json_array_get(lines, 2);
+    has_fields(o, fields);
+    assert_string_equal(json_string_value(json_object_get(o, "rule")), "no-spam");
+    assert_string_equal(json_string_value(json_object_get(o, "remote")), "other.example");
+    assert_int_equal(json_integer_value(json_object_get(o, "count")), 999);
+    json_decref(lines);
+    eventlog_free(el);
+    event_base_free(base);
+}
+
 static void
 test_reopen_after_rotation(void **state)
 {
@@ -216,9 +289,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_time_format),
-        cmocka_unit_test(test_stream_events),
-        cmocka_unit_test(test_reopen_after_rotation),
+        cmocka_unit_test(test_time_format),     cmocka_unit_test(test_stream_events),
+        cmocka_unit_test(test_policy_refusals), cmocka_unit_test(test_reopen_after_rotation),
         cmocka_unit_test(test_unwritable),
     };
 

@@ -14,11 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
 #include "s2s/conf.h"
 #include "s2s/metrics.h"
+#include "s2s/ping.h"
+#include "s2s/policy.h"
+#include "tests/unit/helpers/policytest.h"
 #include "s2s/peerauth.h"
 #include "s2s/stats.h"
 
@@ -46,10 +50,12 @@ fake_close(void *session, const char *why)
 static const struct s2s_stream_ops fake_ops = {fake_state, fake_conn, fake_close};
 static struct peerauth auth = {.method = PEERAUTH_SASL_EXTERNAL, .tls_version = "TLSv1.3"};
 
+static const struct policy *render_policy;
+
 static char *
 render(const struct conf_metrics *mc)
 {
-    struct metrics_env env = {0};
+    struct metrics_env env = {.policy = render_policy};
     struct evbuffer *b = evbuffer_new();
     size_t n;
     char *text;
@@ -180,6 +186,66 @@ test_exposition_format(void **state)
         s2s_stream_unregister(&st[i]);
 }
 
+/* Policy decisions by rule (the running policy's hits, refusals by rule), policy
+ * actions, drops by reason and ping counters: all present, well formed, right values. */
+static void
+test_policy_and_drops(void **state)
+{
+    char tmpl[] = "/tmp/test_metrics.XXXXXX", err[512], file[64];
+    struct policy *p;
+    struct policy_stanza_facts f = {.dir = POLICY_OUT,
+                                    .local = "a.example",
+                                    .remote = "spam.example",
+                                    .kind = POLICY_KIND_MESSAGE,
+                                    .size = 10};
+    struct policy_decision d;
+    char *text;
+
+    (void)state;
+    assert_non_null(mkdtemp(tmpl));
+    p = policytest_load_text(
+        tmpl, "p.conf",
+        "policy = { stanzas = (\n"
+        "  { name = \"no-spam\"; remote = \"spam.example\"; action = \"drop\"; },\n"
+        "  { name = \"no-spam\"; remote = \"junk.example\"; action = \"drop\"; }\n"
+        "); };\n",
+        err, sizeof(err));
+    if (p == NULL)
+        fail_msg("%s", err);
+    memset(&s2s_stats, 0, sizeof(s2s_stats));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(policy_check_stanza(p, &f, &d), POLICY_DROP);
+    f.remote = "junk.example";
+    assert_int_equal(policy_check_stanza(p, &f, &d), POLICY_DROP);
+    s2s_policy_refusal("stanza", false, "a.example", "junk.example", NULL, 1, &d);
+    s2s_stats.policy_dropped = 4;
+    s2s_stats.dropped_by[S2S_DROP_POLICY] = 4;
+    s2s_stats.in_bounced = 2;
+    ping_counts.answered = 7;
+    render_policy = p;
+    text = render(NULL);
+    render_policy = NULL;
+    /* two rules of one name: one series, summed */
+    assert_non_null(strstr(text, "s2sproxy_policy_rule_hits_total{rule=\"no-spam\"} 4\n"));
+    assert_null(
+        strstr(strstr(text, "{rule=\"no-spam\"} 4\n") + 1, "_hits_total{rule=\"no-spam\"}"));
+    assert_non_null(strstr(text, "s2sproxy_policy_rule_hits_total{rule=\"default\"} 0\n"));
+    assert_non_null(
+        strstr(text, "s2sproxy_policy_refusals_total{rule=\"no-spam\",kind=\"stanza\"} 1\n"));
+    assert_non_null(strstr(text, "s2sproxy_policy_actions_total{action=\"dropped\"} 4\n"));
+    assert_non_null(strstr(text, "s2sproxy_dropped_total{reason=\"policy\"} 4\n"));
+    assert_non_null(strstr(text, "s2sproxy_dropped_total{reason=\"unbounceable\"} 0\n"));
+    assert_non_null(
+        strstr(text, "s2sproxy_stanzas_total{direction=\"in\",outcome=\"bounced\"} 2\n"));
+    assert_non_null(strstr(text, "s2sproxy_pings_total{result=\"answered\"} 7\n"));
+    check_format(text);
+    free(text);
+    policy_unref(p);
+    snprintf(file, sizeof(file), "%s/p.conf", tmpl);
+    unlink(file);
+    rmdir(tmpl);
+}
+
 /* 6000 remote domains come and go: the series stay configured + top_domains. */
 static void
 test_domain_labels_bounded(void **state)
@@ -213,10 +279,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_label_escape),
-        cmocka_unit_test(test_histogram),
-        cmocka_unit_test(test_exposition_format),
-        cmocka_unit_test(test_domain_labels_bounded),
+        cmocka_unit_test(test_label_escape),      cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_exposition_format), cmocka_unit_test(test_domain_labels_bounded),
+        cmocka_unit_test(test_policy_and_drops),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,8 +7,8 @@
  * end the wait and are intercepted, unrelated traffic does not, the stale verdict after
  * `answer`, late answers intercepted, foreign iq responses left alone, 0 = off.
  *
- * Then two proxies in one process (router A hosting a.test, router B hosting b.test, as
- * in test_router.c) with short timeouts on A: B's local side answers pings -> A keeps
+ * Then two proxies in one process (tests/unit/helpers/twoproxy.h: router A hosting a.test,
+ * router B hosting b.test) with short timeouts on A: B's local side answers pings -> A keeps
  * its stream, over two ping rounds, and the answer never reaches A's local sink (both
  * when it comes back over A's own stream with XEP-0288 and over B's stream into A);
  * B's local side stays silent -> A closes the stream after ping + ping_answer, says so
@@ -21,26 +21,16 @@
 
 #include <cmocka.h>
 
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
-#include "s2s/conn.h"
-#include "s2s/in.h"
 #include "s2s/log.h"
-#include "s2s/out.h"
 #include "s2s/ping.h"
 #include "s2s/router.h"
-#include "s2s/sockaddr.h"
 #include "s2s/stats.h"
-#include "s2s/tls.h"
-#include "tests/unit/helpers/testca.h"
-#include "tests/unit/helpers/xpeer.h"
+#include "tests/unit/helpers/twoproxy.h"
 
 /* --- ping.c alone ---------------------------------------------------------------------- */
 
@@ -330,20 +320,15 @@ test_ids_and_foreign_responses(void **state)
 
 /* --- two proxies ----------------------------------------------------------------------- */
 
-static struct testca *ca, *ca2;
-static struct tls_ctx *a_ctx, *b_ctx, *b_bad;
-static struct event_base *base;
+static struct tp_tls tls;
+static struct twoproxy tp;
 
-struct side {
-    struct conf conf;
-    struct conf_host host;
-    struct conf_addr addr;
-    struct router *r;
-    uint16_t port;
-    unsigned got, pings, msgs;
+/* What each side's local sink saw besides tp_side.got, and whether it answers pings. */
+struct pside {
+    unsigned pings, msgs;
     bool answer_pings;
 };
-static struct side A, B;
+static struct pside pa, pb;
 
 static struct {
     unsigned stale_lines;
@@ -378,167 +363,35 @@ answer_cb(evutil_socket_t fd, short what, void *arg)
     stanza_elem_set_attr(st, stanza_root(st), NULL, "to", stanza_attr(q, "from"));
     stanza_elem_set_attr(st, stanza_root(st), NULL, "id", stanza_attr(q, "id"));
     stanza_free(q);
-    router_outbound(B.r, st);
+    router_outbound(tp.b.r, st);
 }
 
 static int
-sink_send(void *ctx, struct stanza *st)
+ping_sink(struct tp_side *s, struct stanza *st)
 {
-    struct side *s = ctx;
+    struct pside *ps = s->arg;
     struct stanza_elem *p = stanza_elem_child(stanza_root(st), PING_NS, "ping");
 
     s->got++;
     if (p == NULL) {
-        s->msgs++;
+        ps->msgs++;
         stanza_free(st);
         return 0;
     }
-    s->pings++;
-    if (s->answer_pings)
-        event_base_once(base, -1, EV_TIMEOUT, answer_cb, st, NULL);
+    ps->pings++;
+    if (ps->answer_pings)
+        event_base_once(tp.base, -1, EV_TIMEOUT, answer_cb, st, NULL);
     else
         stanza_free(st);
     return 0;
 }
 
-struct fake_req {
-    struct event *ev;
-    dns_targets_fn cb;
-    void *arg;
-    char domain[64];
-};
-
-static void
-fake_fire(evutil_socket_t fd, short what, void *arg)
-{
-    struct fake_req *q = arg;
-    struct dns_targets *t = calloc(1, sizeof(*t));
-    dns_targets_fn cb = q->cb;
-    void *cbarg = q->arg;
-    uint16_t port = strcmp(q->domain, "a.test") == 0 ? A.port : B.port;
-
-    (void)fd;
-    (void)what;
-    snprintf(t->domain, sizeof(t->domain), "%s", q->domain);
-    t->status = DNS_OK;
-    t->fallback = true;
-    t->ntargets = 1;
-    t->targets = calloc(1, sizeof(*t->targets));
-    snprintf(t->targets[0].host, sizeof(t->targets[0].host), "%s", q->domain);
-    t->targets[0].port = port;
-    t->targets[0].naddrs = 1;
-    t->targets[0].addrs[0].family = AF_INET;
-    memcpy(t->targets[0].addrs[0].addr, "\x7f\x00\x00\x01", 4);
-    event_free(q->ev);
-    free(q);
-    cb(t, cbarg);
-}
-
-static void *
-fake_resolve(void *ctx, const char *domain, dns_targets_fn cb, void *arg)
-{
-    struct fake_req *q = calloc(1, sizeof(*q));
-    struct timeval now = {0, 0};
-
-    (void)ctx;
-    q->cb = cb;
-    q->arg = arg;
-    snprintf(q->domain, sizeof(q->domain), "%s", domain);
-    q->ev = evtimer_new(base, fake_fire, q);
-    evtimer_add(q->ev, &now);
-    return q;
-}
-
-static void
-fake_cancel(void *req)
-{
-    struct fake_req *q = req;
-
-    event_free(q->ev);
-    free(q);
-}
-
-static void
-side_conf(struct side *s, const char *domain, const char *secret)
-{
-    struct conf *c = &s->conf;
-
-    memset(s, 0, sizeof(*s));
-    s->host.domain = (char *)domain;
-    c->hosts = &s->host;
-    c->nhosts = 1;
-    s->addr.text = "127.0.0.1:0";
-    sockaddr_from_ip("127.0.0.1", 0, &s->addr.sa, &s->addr.salen);
-    c->listen.starttls = &s->addr;
-    c->listen.nstarttls = 1;
-    c->security.require_tls = true;
-    c->dialback.enabled = true;
-    c->dialback.secret = (char *)secret;
-    c->limits.stanza_bytes = 65536;
-    c->limits.xml_depth = 32;
-    c->limits.xml_attributes = 64;
-    c->limits.stream_header_bytes = 4096;
-    c->limits.queue_stanzas = 100;
-    c->limits.queue_bytes = 1 << 20;
-    c->limits.connections_per_ip = 16;
-    c->limits.unauth_stanza_bytes = 16384;
-    c->limits.dialback_pairs = 64;
-    c->timeouts.connect = 2;
-    c->timeouts.tls_handshake = 2;
-    c->timeouts.idle = 600;
-    c->timeouts.authenticate = 5;
-    c->timeouts.route_idle = 600;
-    c->timeouts.keepalive = 60;
-    c->timeouts.backoff_min = 1;
-    c->timeouts.backoff_max = 2;
-    c->timeouts.queue = 5;
-    c->timeouts.ping = 0; /* B: off */
-    c->timeouts.ping_answer = 15;
-}
-
-static void
-side_start(struct side *s, struct tls_ctx *tls)
-{
-    struct pool_dns dns = {fake_resolve, fake_cancel, NULL};
-    struct router_sink sink = {sink_send, s};
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char err[256];
-
-    s->r = router_new(base, &s->conf, tls, &dns, err, sizeof(err));
-    if (s->r == NULL)
-        fail_msg("%s", err);
-    router_set_sink(s->r, s->host.domain, &sink);
-    assert_int_equal(router_listen_addr(s->r, 0, &ss, &len), 0);
-    s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 static int
 group_setup(void **state)
 {
-    static const char *const a_dns[] = {"a.test", NULL};
-    static const char *const b_dns[] = {"b.test", NULL};
-    const struct testca_leaf a = {.dns = a_dns}, b = {.dns = b_dns};
-    struct testca_files fa, fb, fbo;
-    struct tls_settings s = {0};
-    struct tls_host h;
-    char err[512];
-
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
     log_set_sink(log_capture, NULL);
-    if ((ca = testca_new("Ping CA")) == NULL || (ca2 = testca_new("Other CA")) == NULL ||
-        testca_issue(ca, "a", &a, &fa) || testca_issue(ca, "b", &b, &fb) ||
-        testca_issue(ca2, "bo", &b, &fbo))
-        return -1;
-    s.ca_file = testca_cert(ca);
-    h = (struct tls_host){"a.test", fa.cert, fa.key};
-    a_ctx = tls_ctx_new(&s, &h, 1, err, sizeof(err));
-    h = (struct tls_host){"b.test", fb.cert, fb.key};
-    b_ctx = tls_ctx_new(&s, &h, 1, err, sizeof(err));
-    h = (struct tls_host){"b.test", fbo.cert, fbo.key};
-    b_bad = tls_ctx_new(&s, &h, 1, err, sizeof(err));
-    return a_ctx && b_ctx && b_bad ? 0 : -1;
+    return tp_tls_init(&tls, "Ping CA");
 }
 
 static int
@@ -546,11 +399,7 @@ group_teardown(void **state)
 {
     (void)state;
     log_set_sink(NULL, NULL);
-    tls_ctx_unref(a_ctx);
-    tls_ctx_unref(b_ctx);
-    tls_ctx_unref(b_bad);
-    testca_free(ca);
-    testca_free(ca2);
+    tp_tls_free(&tls);
     return 0;
 }
 
@@ -558,97 +407,38 @@ static int
 setup(void **state)
 {
     (void)state;
-    base = event_base_new();
     memset(&logs, 0, sizeof(logs));
-    side_conf(&A, "a.test", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-    side_conf(&B, "b.test", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
-    A.conf.timeouts.ping = 0.2;
-    A.conf.timeouts.ping_answer = 0.3;
+    memset(&pa, 0, sizeof(pa));
+    memset(&pb, 0, sizeof(pb));
+    tp_init(&tp);
+    tp.a.sink = tp.b.sink = ping_sink;
+    tp.a.arg = &pa;
+    tp.b.arg = &pb;
+    tp.a.conf.timeouts.ping = 0.2;
+    tp.a.conf.timeouts.ping_answer = 0.3;
+    tp.b.conf.timeouts.ping = 0; /* B: off */
+    tp.b.conf.timeouts.ping_answer = 15;
     return 0;
-}
-
-static unsigned shut_done;
-
-static void
-on_shut(void *arg)
-{
-    (void)arg;
-    shut_done++;
-}
-
-static bool
-shut_cond(void *arg)
-{
-    (void)arg;
-    return shut_done == 2 && conn_count() == 0;
 }
 
 static int
 teardown(void **state)
 {
     (void)state;
-    shut_done = 0;
-    router_shutdown(A.r, on_shut, NULL);
-    router_shutdown(B.r, on_shut, NULL);
-    xp_run_until(base, shut_cond, NULL, 10);
-    assert_int_equal(shut_done, 2);
-    router_free(A.r);
-    router_free(B.r);
-    assert_int_equal(in_count(), 0);
-    assert_int_equal(out_count(), 0);
-    assert_int_equal(conn_count(), 0);
-    event_base_free(base);
+    tp_stop(&tp);
     return 0;
-}
-
-static struct stanza *
-msg(const char *from, const char *to)
-{
-    struct stanza *st = stanza_new(STANZA_NS_COMPONENT, "message");
-
-    stanza_elem_set_attr(st, stanza_root(st), NULL, "from", from);
-    stanza_elem_set_attr(st, stanza_root(st), NULL, "to", to);
-    stanza_elem_add_text(st, stanza_elem_add(st, stanza_root(st), NULL, "body"), "hi", 2);
-    return st;
-}
-
-static bool
-cond_u64_ge(void *arg)
-{
-    const uint64_t *v = ((const uint64_t *const *)arg)[0];
-    const uint64_t *want = ((const uint64_t *const *)arg)[1];
-
-    return *v >= *want;
-}
-
-/* Runs the loop until *v >= want (10 s guard). */
-static void
-wait_u64(const uint64_t *v, uint64_t want)
-{
-    const uint64_t *args[2] = {v, &want};
-
-    assert_true(xp_run_until(base, cond_u64_ge, args, 10));
 }
 
 static bool
 cond_msgs(void *arg)
 {
-    return B.msgs >= *(unsigned *)arg;
+    return pb.msgs >= *(unsigned *)arg;
 }
 
 static void
 wait_msgs(unsigned n)
 {
-    assert_true(xp_run_until(base, cond_msgs, &n, 10));
-}
-
-static double
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    assert_true(tp_run_until(&tp, cond_msgs, &n));
 }
 
 /* One ping round on A's route to b.test: a stanza, then its ping answered. */
@@ -657,10 +447,10 @@ answered_round(unsigned n)
 {
     uint64_t answered = ping_counts.answered;
 
-    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    router_outbound(tp.a.r, tp_msg("u@a.test/r", "v@b.test"));
     wait_msgs(n);
-    wait_u64(&ping_counts.answered, answered + 1);
-    assert_int_equal(B.pings, n);
+    tp_wait_u64(&tp, &ping_counts.answered, answered + 1);
+    assert_int_equal(pb.pings, n);
 }
 
 static void
@@ -668,17 +458,17 @@ check_answered_rounds(void)
 {
     uint64_t stale = ping_counts.stale;
 
-    B.answer_pings = true;
+    pb.answer_pings = true;
     answered_round(1);
     /* one stream from A (B answered over it or over its own) */
-    assert_true(pool_route_ready(router_pool(A.r), "a.test", "b.test"));
+    assert_true(pool_route_ready(router_pool(tp.a.r), "a.test", "b.test"));
     answered_round(2);
-    assert_true(pool_route_ready(router_pool(A.r), "a.test", "b.test"));
-    assert_int_equal(pool_streams(router_pool(A.r)), 1);
+    assert_true(pool_route_ready(router_pool(tp.a.r), "a.test", "b.test"));
+    assert_int_equal(pool_streams(router_pool(tp.a.r)), 1);
     assert_int_equal(ping_counts.stale, stale);
     assert_int_equal(logs.stale_lines, 0);
     /* the answers were the proxy's, not the local server's */
-    assert_int_equal(A.got, 0);
+    assert_int_equal(tp.a.got, 0);
 }
 
 /* XEP-0288: B's answer comes back over A's own stream. */
@@ -688,11 +478,11 @@ test_answered_over_bidi(void **state)
     uint64_t streams0 = s2s_stats.out_streams;
 
     (void)state;
-    side_start(&A, a_ctx);
-    side_start(&B, b_ctx);
+    tp_start(&tp, &tp.a, tls.a);
+    tp_start(&tp, &tp.b, tls.b);
     check_answered_rounds();
     assert_int_equal(s2s_stats.out_streams, streams0 + 1);
-    assert_int_equal(pool_streams(router_pool(B.r)), 0);
+    assert_int_equal(pool_streams(router_pool(tp.b.r)), 0);
 }
 
 /* No bidi (A cannot verify B's certificate): B answers over its own stream into A. */
@@ -702,11 +492,11 @@ test_answered_over_remote_stream(void **state)
     uint64_t streams0 = s2s_stats.out_streams;
 
     (void)state;
-    side_start(&A, a_ctx);
-    side_start(&B, b_bad);
+    tp_start(&tp, &tp.a, tls.a);
+    tp_start(&tp, &tp.b, tls.b_other);
     check_answered_rounds();
     /* A's stream and B's (which also carried B's db:verify), each made once */
-    assert_int_equal(pool_streams(router_pool(B.r)), 1);
+    assert_int_equal(pool_streams(router_pool(tp.b.r)), 1);
     assert_int_equal(s2s_stats.out_streams, streams0 + 2);
 }
 
@@ -717,16 +507,16 @@ test_silent_remote_stream_closed(void **state)
     double t0, t1;
 
     (void)state;
-    side_start(&A, a_ctx);
-    side_start(&B, b_ctx);
-    B.answer_pings = false;
-    t0 = mono_ms();
-    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    tp_start(&tp, &tp.a, tls.a);
+    tp_start(&tp, &tp.b, tls.b);
+    pb.answer_pings = false;
+    t0 = tp_now_ms();
+    router_outbound(tp.a.r, tp_msg("u@a.test/r", "v@b.test"));
     wait_msgs(1);
-    wait_u64(&ping_counts.stale, stale + 1);
-    t1 = mono_ms();
+    tp_wait_u64(&tp, &ping_counts.stale, stale + 1);
+    t1 = tp_now_ms();
     /* the ping went out and reached B's local side, which never answered */
-    assert_int_equal(B.pings, 1);
+    assert_int_equal(pb.pings, 1);
     assert_true(t1 - t0 >= 500.0 - 1); /* ping 0.2 s + ping_answer 0.3 s */
     assert_int_equal(logs.stale_lines, 1);
     assert_non_null(strstr(logs.line, "local=a.test remote=b.test"));
@@ -735,15 +525,15 @@ test_silent_remote_stream_closed(void **state)
     /* A stanza while the stale stream is still closing (same loop pass) waits for the
      * new stream instead of going into the dying one. */
     streams = s2s_stats.out_streams;
-    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    router_outbound(tp.a.r, tp_msg("u@a.test/r", "v@b.test"));
     wait_msgs(2);
     assert_int_equal(s2s_stats.out_streams, streams + 1);
     /* the new stream carries what follows; the stale one is gone */
-    router_outbound(A.r, msg("u@a.test/r", "v@b.test"));
+    router_outbound(tp.a.r, tp_msg("u@a.test/r", "v@b.test"));
     wait_msgs(3);
     assert_int_equal(s2s_stats.out_streams, streams + 1);
-    assert_int_equal(pool_streams(router_pool(A.r)), 1);
-    assert_int_equal(A.got, 0);
+    assert_int_equal(pool_streams(router_pool(tp.a.r)), 1);
+    assert_int_equal(tp.a.got, 0);
 }
 
 int

@@ -111,6 +111,9 @@ dot._xmpps-server._tcp SRV 0 0 0 .
 ; direct TLS not offered, STARTTLS is
 half._xmpps-server._tcp SRV 0 0 0 .
 half._xmpp-server._tcp SRV 0 0 5269 xmpp2.$child.test.
+; an SRV target that is an alias, which RFC 2782 forbids: it must still resolve, and say so
+_xmpp-server._tcp.alias SRV 0 0 5269 cn.$child.test.
+cn CNAME xmpp1.$child.test.
 ; a name with data of another type only: NODATA for A
 txtonly TXT "nothing else"
 ZONE
