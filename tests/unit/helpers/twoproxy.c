@@ -41,19 +41,29 @@ struct tp_dns_req {
     char domain[64];
 };
 
-/* One target, the side's listener on 127.0.0.1, as an A-record fallback (no SRV);
- * NXDOMAIN for anything but the two domains. */
+/* The port of the side hosting domain (any of its conf.hosts), 0 if none does. */
+static uint16_t
+tp_dns_port(const struct twoproxy *tp, const char *domain)
+{
+    const struct tp_side *sides[2] = {&tp->a, &tp->b};
+
+    for (size_t i = 0; i < 2; i++)
+        for (size_t h = 0; h < sides[i]->conf.nhosts; h++)
+            if (strcmp(domain, sides[i]->conf.hosts[h].domain) == 0)
+                return sides[i]->port;
+    return 0;
+}
+
+/* One target, the hosting side's listener on 127.0.0.1, as an A-record fallback (no
+ * SRV); NXDOMAIN for a domain neither side hosts. */
 static void
 tp_dns_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct tp_dns_req *q = arg;
-    struct twoproxy *tp = q->tp;
     struct dns_targets *t = calloc(1, sizeof(*t));
     dns_targets_fn cb = q->cb;
     void *cbarg = q->arg;
-    uint16_t port = strcmp(q->domain, tp->a.host.domain) == 0   ? tp->a.port
-                    : strcmp(q->domain, tp->b.host.domain) == 0 ? tp->b.port
-                                                                : 0;
+    uint16_t port = tp_dns_port(q->tp, q->domain);
 
     (void)fd;
     (void)what;
@@ -248,7 +258,8 @@ tp_start(struct twoproxy *tp, struct tp_side *s, struct tls_ctx *tls)
     s->r = router_new(tp->base, &s->conf, tls, &dns, err, sizeof(err));
     if (s->r == NULL)
         fail_msg("router for %s: %s", s->host.domain, err);
-    router_set_sink(s->r, s->host.domain, &sink);
+    for (size_t h = 0; h < s->conf.nhosts; h++)
+        router_set_sink(s->r, s->conf.hosts[h].domain, &sink);
     assert_int_equal(router_listen_addr(s->r, 0, &ss, &len), 0);
     s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }

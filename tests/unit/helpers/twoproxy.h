@@ -1,7 +1,7 @@
 /*
  * Two proxies in one process: router A hosting a.test and router B hosting b.test, each
  * with its real listener, pool, inbound sessions and TLS, finding each other on 127.0.0.1
- * through a scripted DNS step (a.test and b.test resolve to the sides' listeners, any
+ * through a scripted DNS step (each side's hosted domains resolve to its listener, any
  * other domain is NXDOMAIN), with a capturing local sink in place of the component link.
  *
  * Use:
@@ -74,7 +74,9 @@ void tp_tls_free(struct tp_tls *t);
 /* A new event base and both sides' configurations (require TLS, dialback on, roomy
  * limits, short connect/handshake timeouts, ping off). Nothing runs yet. */
 void tp_init(struct twoproxy *tp);
-/* Makes s's router with tls, listening on 127.0.0.1:0, its sink installed. */
+/* Makes s's router with tls, listening on 127.0.0.1:0, its sink installed for every
+ * domain of s->conf.hosts (a test may point them at more hosts than s->host; the scripted
+ * DNS resolves each to s's listener). */
 void tp_start(struct twoproxy *tp, struct tp_side *s, struct tls_ctx *tls);
 /* Shuts both started routers down (waits up to 10 s), frees them and the base, and
  * asserts that no session, stream or connection is left. */
