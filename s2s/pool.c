@@ -3,6 +3,8 @@
  */
 #include "s2s/pool.h"
 
+#include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,7 @@ struct remote {
 
 struct route {
     TAILQ_ENTRY(route) entry;
+    struct route *hnext; /* next in the pool's index bucket */
     struct pool *p;
     char local[DOMAIN_BUF], remote[DOMAIN_BUF];
     enum route_state state;
@@ -103,6 +106,8 @@ struct pool {
     struct pool_dns dns;
     struct pool_cbs cbs;
     TAILQ_HEAD(, route) routes;
+    struct route **index; /* routes by (local, remote): see route_find() */
+    size_t nindex, nroutes;
     LIST_HEAD(, remote) remotes;
     size_t nstreams;
     bool shutting_down;
@@ -946,14 +951,83 @@ ping_stale_cb(void *arg, const char *why)
 
 /* --- routes ---------------------------------------------------------------------------- */
 
+/*
+ * route_find() runs for every stanza in both directions (pool_send, pool_heard), so
+ * routes are indexed by a hash of (local, remote) rather than found by a walk of the list:
+ * a proxy federating with thousands of domains would otherwise pay thousands of string
+ * compares per stanza. Chained buckets, doubled when the routes outnumber them.
+ */
+static size_t
+route_hash(const char *local, const char *remote)
+{
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+    for (const char *c = local; *c != '\0'; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL; /* separator: ("ab", "c") differs from ("a", "bc") */
+    for (const char *c = remote; *c != '\0'; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static void
+route_index_grow(struct pool *p)
+{
+    size_t n = p->nindex == 0 ? 64 : p->nindex * 2;
+    struct route **b = calloc(n, sizeof(*b));
+    struct route *r;
+
+    if (b == NULL)
+        fatal("calloc");
+    TAILQ_FOREACH(r, &p->routes, entry)
+    {
+        size_t i = route_hash(r->local, r->remote) & (n - 1);
+        r->hnext = b[i];
+        b[i] = r;
+    }
+    free(p->index);
+    p->index = b;
+    p->nindex = n;
+}
+
+/* r is already on p->routes (route_index_grow() rebuilds from that list). */
+static void
+route_index_add(struct pool *p, struct route *r)
+{
+    size_t i;
+
+    if (++p->nroutes > p->nindex) {
+        route_index_grow(p);
+        return;
+    }
+    i = route_hash(r->local, r->remote) & (p->nindex - 1);
+    r->hnext = p->index[i];
+    p->index[i] = r;
+}
+
+static void
+route_index_del(struct pool *p, struct route *r)
+{
+    struct route **pp = &p->index[route_hash(r->local, r->remote) & (p->nindex - 1)];
+
+    while (*pp != r) {
+        assert(*pp != NULL);
+        pp = &(*pp)->hnext;
+    }
+    *pp = r->hnext;
+    p->nroutes--;
+}
+
 static struct route *
 route_find(const struct pool *p, const char *local, const char *remote)
 {
     struct route *r;
 
-    TAILQ_FOREACH(r, &p->routes, entry)
-    if (strcmp(r->remote, remote) == 0 && strcmp(r->local, local) == 0)
-        return r;
+    if (p->nindex == 0)
+        return NULL;
+    for (r = p->index[route_hash(local, remote) & (p->nindex - 1)]; r != NULL; r = r->hnext)
+        if (strcmp(r->remote, remote) == 0 && strcmp(r->local, local) == 0)
+            return r;
     return NULL;
 }
 
@@ -977,6 +1051,7 @@ route_get(struct pool *p, const char *local, const char *remote)
     r->ping =
         ping_new(p->base, local, remote, &(struct ping_cbs){ping_send_cb, ping_stale_cb, NULL, r});
     TAILQ_INSERT_TAIL(&p->routes, r, entry);
+    route_index_add(p, r);
     return r;
 }
 
@@ -992,6 +1067,7 @@ route_maybe_free(struct route *r)
     if (r->state != R_IDLE || r->out != NULL || r->nouts > 0 || r->k != NULL || r->dnsreq != NULL ||
         r->qn > 0 || !TAILQ_EMPTY(&r->verifies))
         return;
+    route_index_del(r->p, r);
     TAILQ_REMOVE(&r->p->routes, r, entry);
     event_free(r->ev_queue);
     event_free(r->ev_idle);
@@ -1276,6 +1352,7 @@ pool_free(struct pool *p)
             free(v);
         }
         dns_targets_free(r->targets);
+        route_index_del(p, r);
         TAILQ_REMOVE(&p->routes, r, entry);
         event_free(r->ev_queue);
         event_free(r->ev_idle);
@@ -1287,6 +1364,7 @@ pool_free(struct pool *p)
         LIST_REMOVE(rd, entry);
         free(rd);
     }
+    free(p->index);
     policy_limiter_free(p->lim);
     free(p);
 }
